@@ -1,0 +1,120 @@
+"""The NumPy backend: ``np.random.Generator`` RNG, in-place ``at[].set``, device ``"cpu"``."""
+
+from __future__ import annotations
+
+from typing import Any, final
+
+import numpy as np
+
+from unibatch.backends._base import ComputeBackend, Shape, numpy_dtype_from_name
+from unibatch.errors import SpaceMismatchError, UnknownNameError
+
+
+@final
+class NumpyBackend(ComputeBackend[np.ndarray, str, np.dtype, np.random.Generator]):
+    """NumPy through ``array_api_compat.numpy``; its only device is ``"cpu"``."""
+
+    simplified_name = "numpy"
+
+    @property
+    def xp(self) -> Any:
+        import array_api_compat.numpy as xp
+
+        return xp
+
+    @property
+    def array_type(self) -> type:
+        return np.ndarray
+
+    @property
+    def default_integer_dtype(self) -> np.dtype:
+        return np.dtype(np.int64)
+
+    @property
+    def default_floating_dtype(self) -> np.dtype:
+        return np.dtype(np.float64)
+
+    def dtype_from_name(self, name: str) -> np.dtype:
+        return numpy_dtype_from_name(name)
+
+    def dtype_name(self, dtype: Any) -> str:
+        return np.dtype(dtype).name
+
+    @property
+    def default_device(self) -> str:
+        return "cpu"
+
+    def to_device(self, x: np.ndarray, device: str | None) -> np.ndarray:
+        if device not in (None, "cpu"):
+            raise SpaceMismatchError(f"NumPy arrays live on 'cpu' only, got device {device!r}")
+        return x
+
+    def serialize_device(self, device: str | None) -> str | None:
+        return None if device is None else "cpu"
+
+    def deserialize_device(self, name: str | None) -> str | None:
+        if name is None:
+            return None
+        if name.split(":")[0] != "cpu":
+            raise UnknownNameError(f"NumPy has no device {name!r}; its only device is 'cpu'")
+        return "cpu"
+
+    def asarray(self, x: Any, dtype: Any = None, device: str | None = None) -> np.ndarray:
+        self.to_device(np.empty(0), device)
+        return np.asarray(x, dtype=None if dtype is None else self.as_dtype(dtype))
+
+    def from_numpy(self, x: np.ndarray, dtype: Any = None, device: str | None = None) -> np.ndarray:
+        return self.asarray(x, dtype=dtype, device=device)
+
+    def to_numpy(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x)
+
+    def _at_set(self, x: np.ndarray, index: Any, value: Any) -> np.ndarray:
+        x[index] = value
+        return x
+
+    def random_number_generator(self, seed: int | None = None, device: str | None = None) -> np.random.Generator:
+        self.to_device(np.empty(0), device)
+        return np.random.default_rng(seed)
+
+    def random_discrete_uniform(
+        self, shape: Shape, low: int, high: int, *, rng: np.random.Generator, dtype: Any = None, device: Any = None
+    ) -> tuple[np.random.Generator, np.ndarray]:
+        dtype = self.default_integer_dtype if dtype is None else self.as_dtype(dtype)
+        return rng, rng.integers(low, high, size=tuple(shape), dtype=dtype)
+
+    def random_uniform(
+        self,
+        shape: Shape,
+        *,
+        rng: np.random.Generator,
+        low: float = 0.0,
+        high: float = 1.0,
+        dtype: Any = None,
+        device: Any = None,
+    ) -> tuple[np.random.Generator, np.ndarray]:
+        dtype = self.default_floating_dtype if dtype is None else self.as_dtype(dtype)
+        value = rng.uniform(low, high, size=tuple(shape))
+        return rng, np.asarray(value, dtype=dtype)
+
+    def random_normal(
+        self,
+        shape: Shape,
+        *,
+        rng: np.random.Generator,
+        mean: float = 0.0,
+        std: float = 1.0,
+        dtype: Any = None,
+        device: Any = None,
+    ) -> tuple[np.random.Generator, np.ndarray]:
+        dtype = self.default_floating_dtype if dtype is None else self.as_dtype(dtype)
+        return rng, np.asarray(rng.normal(mean, std, size=tuple(shape)), dtype=dtype)
+
+    def random_permutation(
+        self, n: int, *, rng: np.random.Generator, device: Any = None
+    ) -> tuple[np.random.Generator, np.ndarray]:
+        return rng, rng.permutation(n).astype(self.default_index_dtype, copy=False)
+
+
+NumpyComputeBackend = NumpyBackend()
+"""The NumPy backend singleton."""

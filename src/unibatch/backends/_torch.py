@@ -1,0 +1,166 @@
+"""The PyTorch backend; imported only when a tensor or the name ``"pytorch"`` is used."""
+
+from __future__ import annotations
+
+from typing import Any, final
+
+import numpy as np
+import torch
+
+from unibatch.backends._base import ComputeBackend, Shape, dtype_to_name
+from unibatch.errors import UnknownNameError
+
+
+@final
+class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, torch.Generator]):
+    """PyTorch through ``array_api_compat.torch``; RNG is a ``torch.Generator`` on the device."""
+
+    simplified_name = "pytorch"
+
+    @property
+    def xp(self) -> Any:
+        import array_api_compat.torch as xp
+
+        return xp
+
+    @property
+    def array_type(self) -> type:
+        return torch.Tensor
+
+    @property
+    def default_integer_dtype(self) -> torch.dtype:
+        return torch.int64
+
+    @property
+    def default_floating_dtype(self) -> torch.dtype:
+        return torch.get_default_dtype()
+
+    def dtype_from_name(self, name: str) -> torch.dtype:
+        dtype = getattr(torch, name, None) if name in _TORCH_DTYPE_NAMES else None
+        if not isinstance(dtype, torch.dtype):
+            raise UnknownNameError(f"PyTorch has no dtype {name!r}")
+        return dtype
+
+    def dtype_name(self, dtype: torch.dtype) -> str:
+        return dtype_to_name(dtype)
+
+    @property
+    def default_device(self) -> torch.device:
+        return torch.get_default_device()
+
+    def to_device(self, x: torch.Tensor, device: Any) -> torch.Tensor:
+        if device is None:
+            return x
+        return x.to(torch.device(device))
+
+    def serialize_device(self, device: Any) -> str | None:
+        return None if device is None else str(torch.device(device))
+
+    def deserialize_device(self, name: str | None) -> torch.device | None:
+        if name is None:
+            return None
+        try:
+            return torch.device(name)
+        except RuntimeError as error:
+            raise UnknownNameError(f"PyTorch has no device {name!r}") from error
+
+    def asarray(self, x: Any, dtype: Any = None, device: Any = None) -> torch.Tensor:
+        if isinstance(x, np.ndarray):
+            return self.from_numpy(x, dtype=dtype, device=device)
+        return torch.as_tensor(x, dtype=None if dtype is None else self.as_dtype(dtype), device=device)
+
+    def from_numpy(self, x: np.ndarray, dtype: Any = None, device: Any = None) -> torch.Tensor:
+        x = np.asarray(x)
+        name = dtype_to_name(x.dtype)
+        if name == "bfloat16":
+            tensor = torch.from_numpy(np.array(x.view(np.int16))).view(torch.bfloat16)
+        elif not x.flags.writeable:
+            tensor = torch.from_numpy(np.array(x))
+        else:
+            tensor = torch.from_numpy(x)
+        if dtype is not None:
+            tensor = tensor.to(self.as_dtype(dtype))
+        return self.to_device(tensor, device)
+
+    def to_numpy(self, x: torch.Tensor) -> np.ndarray:
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:
+            return x.view(torch.int16).numpy().view(self.numpy_dtype("bfloat16"))
+        return x.numpy()
+
+    def _at_set(self, x: torch.Tensor, index: Any, value: Any) -> torch.Tensor:
+        if not isinstance(value, torch.Tensor):
+            value = self.asarray(value, dtype=x.dtype, device=x.device)
+        x[index] = value
+        return x
+
+    def random_number_generator(self, seed: int | None = None, device: Any = None) -> torch.Generator:
+        generator = torch.Generator(device=torch.device("cpu" if device is None else device))
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(int(seed))
+        return generator
+
+    def random_discrete_uniform(
+        self, shape: Shape, low: int, high: int, *, rng: torch.Generator, dtype: Any = None, device: Any = None
+    ) -> tuple[torch.Generator, torch.Tensor]:
+        dtype = self.default_integer_dtype if dtype is None else self.as_dtype(dtype)
+        value = torch.randint(int(low), int(high), tuple(shape), generator=rng, dtype=dtype, device=rng.device)
+        return rng, self.to_device(value, device)
+
+    def random_uniform(
+        self,
+        shape: Shape,
+        *,
+        rng: torch.Generator,
+        low: float = 0.0,
+        high: float = 1.0,
+        dtype: Any = None,
+        device: Any = None,
+    ) -> tuple[torch.Generator, torch.Tensor]:
+        dtype = self.default_floating_dtype if dtype is None else self.as_dtype(dtype)
+        value = torch.rand(tuple(shape), generator=rng, dtype=dtype, device=rng.device)
+        return rng, self.to_device(value * (high - low) + low, device)
+
+    def random_normal(
+        self,
+        shape: Shape,
+        *,
+        rng: torch.Generator,
+        mean: float = 0.0,
+        std: float = 1.0,
+        dtype: Any = None,
+        device: Any = None,
+    ) -> tuple[torch.Generator, torch.Tensor]:
+        dtype = self.default_floating_dtype if dtype is None else self.as_dtype(dtype)
+        value = torch.randn(tuple(shape), generator=rng, dtype=dtype, device=rng.device)
+        return rng, self.to_device(value * std + mean, device)
+
+    def random_permutation(self, n: int, *, rng: torch.Generator, device: Any = None) -> tuple[torch.Generator, torch.Tensor]:
+        value = torch.randperm(int(n), generator=rng, device=rng.device)
+        return rng, self.to_device(value, device)
+
+
+_TORCH_DTYPE_NAMES = frozenset(
+    {
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+    }
+)
+
+PyTorchComputeBackend = PyTorchBackend()
+"""The PyTorch backend singleton."""
