@@ -280,9 +280,7 @@ def dtype_to_name(dtype: Any) -> str:
             name = np.dtype(dtype).name
         except TypeError as error:
             raise UnknownNameError(f"not a dtype: {dtype!r}") from error
-    if name not in DTYPE_NAMES:
-        raise UnknownNameError(f"unsupported dtype {name!r}; supported: {', '.join(DTYPE_NAMES)}")
-    return name
+    return check_dtype_name(name)
 
 
 def numpy_dtype_from_name(name: str) -> np.dtype:
@@ -291,9 +289,15 @@ def numpy_dtype_from_name(name: str) -> np.dtype:
         from unibatch._optional import require
 
         return np.dtype(require("ml_dtypes", "jax").bfloat16)
+    check_dtype_name(name)
+    return np.dtype(name)
+
+
+def check_dtype_name(name: str) -> str:
+    """``name`` if unibatch knows it, else :class:`UnknownNameError` listing the known names."""
     if name not in DTYPE_NAMES:
         raise UnknownNameError(f"unknown dtype name {name!r}; known: {', '.join(DTYPE_NAMES)}")
-    return np.dtype(name)
+    return name
 
 
 def check_shape_tuple(shape: Any, what: str = "shape") -> tuple[int, ...]:

@@ -77,9 +77,13 @@ class JaxBackend(ComputeBackend[jax.Array, Any, Any, jax.Array]):
             raise UnknownNameError(f"JAX has no device {name!r}; it has {jax.devices()}") from error
 
     def asarray(self, x: Any, dtype: Any = None, device: Any = None) -> jax.Array:
-        if dtype is None and not isinstance(x, jax.Array):
-            dtype = jax.dtypes.canonicalize_dtype(np.asarray(x).dtype)
-        return self.to_device(jnp.asarray(x, dtype=None if dtype is None else self.as_dtype(dtype)), device)
+        """Like ``jnp.asarray``, but NumPy input is always copied: JAX may otherwise alias
+        aligned host memory, and a later write to that memory would change an immutable array."""
+        if isinstance(x, jax.Array):
+            return self.to_device(x if dtype is None else x.astype(self.as_dtype(dtype)), device)
+        host = np.asarray(x)
+        dtype = self.as_dtype(host.dtype if dtype is None else dtype)
+        return self.to_device(jnp.array(host, dtype=dtype, copy=True), device)
 
     def from_numpy(self, x: np.ndarray, dtype: Any = None, device: Any = None) -> jax.Array:
         return self.asarray(np.asarray(x), dtype=dtype, device=device)
@@ -88,7 +92,7 @@ class JaxBackend(ComputeBackend[jax.Array, Any, Any, jax.Array]):
         return np.asarray(x)
 
     def _at_set(self, x: jax.Array, index: Any, value: Any) -> jax.Array:
-        return x.at[index].set(value)
+        return x.at[index].set(jnp.asarray(value).astype(x.dtype))
 
     def random_number_generator(self, seed: int | None = None, device: Any = None) -> jax.Array:
         if seed is None:

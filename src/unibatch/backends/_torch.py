@@ -7,7 +7,7 @@ from typing import Any, final
 import numpy as np
 import torch
 
-from unibatch.backends._base import ComputeBackend, Shape, dtype_to_name
+from unibatch.backends._base import ComputeBackend, Shape, check_dtype_name, dtype_to_name
 from unibatch.errors import UnknownNameError
 
 
@@ -36,7 +36,7 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
         return torch.get_default_dtype()
 
     def dtype_from_name(self, name: str) -> torch.dtype:
-        dtype = getattr(torch, name, None) if name in _TORCH_DTYPE_NAMES else None
+        dtype = getattr(torch, check_dtype_name(name), None)
         if not isinstance(dtype, torch.dtype):
             raise UnknownNameError(f"PyTorch has no dtype {name!r}")
         return dtype
@@ -141,26 +141,6 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
         value = torch.randperm(int(n), generator=rng, device=rng.device)
         return rng, self.to_device(value, device)
 
-
-_TORCH_DTYPE_NAMES = frozenset(
-    {
-        "bool",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "float16",
-        "bfloat16",
-        "float32",
-        "float64",
-        "complex64",
-        "complex128",
-    }
-)
 
 PyTorchComputeBackend = PyTorchBackend()
 """The PyTorch backend singleton."""

@@ -55,7 +55,8 @@ def _between_accelerated(x: Array, source: ComputeBackend, target: ComputeBacken
         if target.simplified_name == "jax":
             import jax.numpy as jnp
 
-            return jnp.from_dlpack(x.detach(), copy=True)
+            # from_dlpack(copy=True) still aliases CPU tensors in jax 0.10: copy explicitly.
+            return jnp.array(jnp.from_dlpack(x.detach()), copy=True)
         import torch
 
         result = torch.from_dlpack(x)

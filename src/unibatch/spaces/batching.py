@@ -173,7 +173,9 @@ def get_at(space: Space, data: Any, index: Any) -> Any:
 @get_at.register(BoxSpace)
 @get_at.register(BinarySpace)
 def _(space: Space, data: Any, index: Any) -> Any:
-    return data[index]
+    result = data[index]
+    # NumPy turns a 0-d result into a scalar; keep arrays, like PyTorch and JAX do.
+    return np.asarray(result) if isinstance(result, np.generic) else result
 
 
 @get_at.register
