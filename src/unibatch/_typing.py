@@ -9,9 +9,9 @@ use the plain ``Array``/``Device``/``DType``/``RNG`` aliases instead of type var
 from __future__ import annotations
 
 from types import EllipsisType
-from typing import Any, Union
+from typing import Any, TypeAlias
 
-from typing_extensions import TypeAlias, TypeVar
+from typing_extensions import TypeVar
 
 BatchT = TypeVar("BatchT", default=Any)
 EpisodeBatchT = TypeVar("EpisodeBatchT", default=Any)
@@ -35,7 +35,7 @@ DType: TypeAlias = Any
 RNG: TypeAlias = Any
 """A backend random state (``np.random.Generator``, ``torch.Generator``, a JAX key)."""
 
-IndexableType: TypeAlias = Union[int, slice, EllipsisType]
+IndexableType: TypeAlias = int | slice | EllipsisType
 """The non-array index forms every batch accepts; 1-D integer/boolean arrays are accepted too."""
 
 __all__ = [

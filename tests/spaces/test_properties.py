@@ -49,6 +49,8 @@ PROPERTY = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 FEWER = settings(PROPERTY, max_examples=20)
+# Texts of max_length 0 cannot be flattened (xfail below), so flattening properties skip them.
+FLAT: dict[str, Any] = {"text_max_lengths": (1, 4)}
 
 
 # ---------------------------------------------------------------------- helpers
@@ -128,7 +130,9 @@ def dtype_name_of(x: Any) -> str:
     return backend.dtype_name(x.dtype)
 
 
-def assert_leaf_equal(path: Path, leaf: Space, got: Any, expected: Any, backend: ComputeBackend) -> None:
+def assert_leaf_equal(
+    path: Path, leaf: Space, got: Any, expected: Any, backend: ComputeBackend, scalars_ok: bool = False
+) -> None:
     where = path_text(path)
     if is_text(leaf):
         if isinstance(expected, str):
@@ -137,18 +141,27 @@ def assert_leaf_equal(path: Path, leaf: Space, got: Any, expected: Any, backend:
             assert isinstance(got, np.ndarray) and got.dtype == object, (where, type(got))
             assert got.shape == expected.shape and got.tolist() == expected.tolist(), (where, got, expected)
         return
+    if scalars_ok and isinstance(got, np.generic) and backend.simplified_name == "numpy" and expected.shape == ():
+        got = np.asarray(got)  # NumPy indexing / comparison of a 0-d array gives a NumPy scalar
     assert backend.is_backendarray(got), (where, type(got).__name__, backend.simplified_name)
     assert tuple(got.shape) == tuple(expected.shape), (where, tuple(got.shape), tuple(expected.shape))
     assert dtype_name_of(got) == dtype_name_of(expected), (where, dtype_name_of(got), dtype_name_of(expected))
     np.testing.assert_array_equal(to_np(got), to_np(expected), err_msg=where, strict=True)
 
 
-def assert_tree_equal(space: Space, got: Any, expected: Any) -> None:
-    """``got`` has the structure of ``space`` and equals ``expected`` leaf by leaf (values, shapes, dtypes)."""
+def assert_tree_equal(space: Space, got: Any, expected: Any, scalars_ok: bool = False) -> None:
+    """``got`` has the structure of ``space`` and equals ``expected`` leaf by leaf (values, shapes, dtypes).
+
+    ``scalars_ok``: on NumPy a shape-``()`` leaf of ``got`` may be a NumPy scalar (``data[i]``).
+    """
     map_leaves(space, expected, lambda *_: None)  # expected has the structure of space
     leaves_got: dict[Path, Any] = {}
     map_leaves(space, got, lambda path, leaf, value: leaves_got.__setitem__(path, value))
-    map_leaves(space, expected, lambda path, leaf, value: assert_leaf_equal(path, leaf, leaves_got[path], value, leaf.backend))
+    map_leaves(
+        space,
+        expected,
+        lambda path, leaf, value: assert_leaf_equal(path, leaf, leaves_got[path], value, leaf.backend, scalars_ok),
+    )
 
 
 def expected_flat_dtype_name(space: Space) -> str:
@@ -201,7 +214,7 @@ def draw_batch(data: st.DataObject, space: Space, min_size: int = 0) -> tuple[li
 @PROPERTY
 @given(data=st.data())
 def test_flatten_unflatten_round_trip_of_one_sample(backend, data):
-    space = data.draw(flattenable_spaces(backend), label="space")
+    space = data.draw(flattenable_spaces(backend, **FLAT), label="space")
     value = representable(space, data.draw(samples(space), label="value"))
 
     flat = flatten_data(space, value)
@@ -209,13 +222,14 @@ def test_flatten_unflatten_round_trip_of_one_sample(backend, data):
     assert backend.is_backendarray(flat)
     assert tuple(flat.shape) == (flat_dim(space),)
     assert dtype_name_of(flat) == backend.dtype_name(flat_dtype(space)) == expected_flat_dtype_name(space)
-    assert_tree_equal(space, unflatten_data(space, flat), value)
+    # scalars_ok: unflatten_data gives np.bool_ for a shape-() BinarySpace on NumPy (xfail below).
+    assert_tree_equal(space, unflatten_data(space, flat), value, scalars_ok=True)
 
 
 @PROPERTY
 @given(data=st.data())
 def test_flatten_unflatten_round_trip_of_a_batch(backend, data):
-    space = data.draw(flattenable_spaces(backend), label="space")
+    space = data.draw(flattenable_spaces(backend, **FLAT), label="space")
     values, batch = draw_batch(data, space)
     batch = representable(batch_space(space, len(values)), batch)
     any_size = batch_space(space, 1)  # start_dim=1 ignores the space's own batch axis
@@ -235,7 +249,7 @@ def test_flatten_unflatten_round_trip_of_a_batch(backend, data):
 @FEWER
 @given(data=st.data())
 def test_flat_dtype_is_the_same_on_every_backend(backend, data):
-    numpy_space = data.draw(flattenable_spaces(backend_from_name("numpy")), label="space")
+    numpy_space = data.draw(flattenable_spaces(backend_from_name("numpy"), **FLAT), label="space")
     space = numpy_space.to(backend)
     numpy_name = numpy_space.backend.dtype_name(flat_dtype(numpy_space))
 
@@ -252,7 +266,7 @@ def test_flat_dtype_is_the_same_on_every_backend(backend, data):
 @PROPERTY
 @given(data=st.data())
 def test_flatten_space_contains_flattened_values(backend, data):
-    space = data.draw(flattenable_spaces(backend), label="space")
+    space = data.draw(flattenable_spaces(backend, **FLAT), label="space")
     values, batch = draw_batch(data, space, min_size=1)
     flat_space = flatten_space(space)
 
@@ -284,7 +298,7 @@ def test_concatenate_then_iterate_gives_the_samples_back(backend, data):
         assert len(items) == n
         for item, value in zip(items, values):
             assert space.contains(item)
-            assert_tree_equal(space, item, value)
+            assert_tree_equal(space, item, value, scalars_ok=True)  # get_at is data[i]
 
 
 # ---------------------------------------------------------------------- serialization
@@ -445,3 +459,25 @@ def test_int64_out_of_int32_range_to_jax_is_not_silently_wrapped(backend):
     except (OverflowError, ValueError):
         return  # an error is an acceptable answer
     assert to_np(result).tolist() == [1, 2**40]
+
+
+@pytest.mark.xfail(reason="_encode_texts/_decode_texts reshape to (-1, 0), which NumPy rejects", strict=True)
+def test_flatten_a_text_of_max_length_zero(backend):
+    space = DictSpace(backend, {"t": TextSpace(backend, 0, charset="ab"), "x": BinarySpace(backend, (1,))})
+    value = {"t": "", "x": backend.asarray(np.array([True]))}
+    flat = flatten_data(space, value)
+    assert tuple(flat.shape) == (flat_dim(space),) == (1,)
+    assert unflatten_data(space, flat)["t"] == ""
+
+
+@pytest.mark.xfail(
+    reason="unflatten_data returns `piece != 0`, a NumPy scalar (np.bool_) for a shape-() BinarySpace on "
+    "NumPy, where BoxSpace leaves and sample() give 0-d arrays",
+    strict=True,
+)
+def test_unflatten_a_scalar_binary_gives_an_array():
+    backend = backend_from_name("numpy")
+    space = TupleSpace(backend, [BinarySpace(backend, ()), BoxSpace(backend, 0, 1, "float32", shape=())])
+    result = unflatten_data(space, np.array([1.0, 0.5], dtype=np.float32))
+    assert isinstance(result[1], np.ndarray)
+    assert isinstance(result[0], np.ndarray)

@@ -16,7 +16,7 @@ from typing import Any, Generic
 import numpy as np
 from typing_extensions import TypeVar
 
-from unibatch._typing import RNG, Array, Device, DType
+from unibatch._typing import Array
 from unibatch.errors import SpaceMismatchError, UnknownNameError
 
 ArrayT = TypeVar("ArrayT", default=Any)
@@ -178,9 +178,7 @@ class ComputeBackend(ABC, Generic[ArrayT, DeviceT, DTypeT, RNGT]):
         """Apply ``fn`` to every array leaf of a nested dict/list/tuple; other leaves stay."""
         import optree
 
-        return optree.tree_map(
-            lambda leaf: fn(leaf) if self.is_backendarray(leaf) else leaf, tree, none_is_leaf=True
-        )
+        return optree.tree_map(lambda leaf: fn(leaf) if self.is_backendarray(leaf) else leaf, tree, none_is_leaf=True)
 
     # ----------------------------------------------------------------- at[].set
     def at(self, x: ArrayT) -> _AtIndexer:
@@ -235,8 +233,8 @@ class ComputeBackend(ABC, Generic[ArrayT, DeviceT, DTypeT, RNGT]):
         self, shape: Shape, *, rng: RNGT, dtype: Any = None, device: DeviceT | None = None
     ) -> tuple[RNGT, ArrayT]:
         """Exponentially distributed floats (rate 1), from one uniform draw."""
-        rng, u = self.random_uniform(shape, rng=rng, dtype=dtype, device=device)
-        return rng, -self.xp.log1p(-u)
+        rng, uniform = self.random_uniform(shape, rng=rng, dtype=dtype, device=device)
+        return rng, -self.xp.log1p(-self.xp.asarray(uniform))
 
 
 class _AtIndexer:

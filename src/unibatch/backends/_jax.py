@@ -77,8 +77,11 @@ class JaxBackend(ComputeBackend[jax.Array, Any, Any, jax.Array]):
             raise UnknownNameError(f"JAX has no device {name!r}; it has {jax.devices()}") from error
 
     def asarray(self, x: Any, dtype: Any = None, device: Any = None) -> jax.Array:
-        """Like ``jnp.asarray``, but NumPy input is always copied: JAX may otherwise alias
-        aligned host memory, and a later write to that memory would change an immutable array."""
+        """Like ``jnp.asarray``, but NumPy input is always copied.
+
+        JAX may otherwise alias aligned host memory, and a later write to that memory (a ring
+        buffer slot being overwritten) would change an immutable array.
+        """
         if isinstance(x, jax.Array):
             return self.to_device(x if dtype is None else x.astype(self.as_dtype(dtype)), device)
         host = np.asarray(x)
@@ -146,4 +149,3 @@ JaxComputeBackend = JaxBackend()
 """The JAX backend singleton."""
 
 __all__ = ["JaxBackend", "JaxComputeBackend"]
-

@@ -137,7 +137,9 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
         value = torch.randn(tuple(shape), generator=rng, dtype=dtype, device=rng.device)
         return rng, self.to_device(value * std + mean, device)
 
-    def random_permutation(self, n: int, *, rng: torch.Generator, device: Any = None) -> tuple[torch.Generator, torch.Tensor]:
+    def random_permutation(
+        self, n: int, *, rng: torch.Generator, device: Any = None
+    ) -> tuple[torch.Generator, torch.Tensor]:
         value = torch.randperm(int(n), generator=rng, device=rng.device)
         return rng, self.to_device(value, device)
 

@@ -59,8 +59,10 @@ def run(arguments: argparse.Namespace) -> int:
         start = time.perf_counter()
         converted = convert_tree(source, backend)
         elapsed = time.perf_counter() - start
-        print(f"converted the numpy batch to {backend.simplified_name} in {elapsed * 1e3:.2f} ms "
-              f"(image {type(converted['obs']['image']).__name__}, {converted['obs']['image'].dtype})")
+        print(
+            f"converted the numpy batch to {backend.simplified_name} in {elapsed * 1e3:.2f} ms "
+            f"(image {type(converted['obs']['image']).__name__}, {converted['obs']['image'].dtype})"
+        )
     return 0
 
 
@@ -79,7 +81,9 @@ def _tour(backend: ComputeBackend, batch_size: int, seed: int) -> Any:
     reloads_equal = json_to_space(json.loads(text), backend) == space
     print(f"\n[{backend.simplified_name}] {space!r}")
     print(f"  sampled {batch_size} transitions in {sampled * 1e3:.1f} ms; all in the space: {batched.contains(batch)}")
-    print(f"  flat vector: {flat_dim(space)} values of {backend.dtype_name(flat.dtype)}; batch {tuple(flat.shape)}; "
-          f"flatten+unflatten {flattened * 1e3:.1f} ms; round trip exact: {batched.contains(back)}")
+    print(
+        f"  flat vector: {flat_dim(space)} values of {backend.dtype_name(flat.dtype)}; batch {tuple(flat.shape)}; "
+        f"flatten+unflatten {flattened * 1e3:.1f} ms; round trip exact: {batched.contains(back)}"
+    )
     print(f"  space as JSON: {len(text)} bytes; reloads equal: {reloads_equal}")
     return batch

@@ -34,8 +34,11 @@ def fits(value_dtype: Any, space_dtype: Any) -> bool:
 
 
 def scalar_fits(x: Any, space_dtype: Any) -> bool:
-    """Whether a scalar fits a shape-``()`` leaf: NumPy scalars by dtype; Python scalars by kind
-    (a bool fits everything, an int fits integer and floating dtypes, a float floating ones)."""
+    """Whether a scalar fits a shape-``()`` leaf.
+
+    NumPy scalars are judged by dtype; Python scalars by kind (a bool fits everything, an int
+    fits integer and floating dtypes, a float floating ones).
+    """
     if isinstance(x, np.generic):
         return fits(x.dtype, space_dtype)
     target = kind_of(dtype_to_name(space_dtype))
@@ -53,8 +56,10 @@ def _numpy_name(name: str) -> str:
 
 
 def flat_dtype_name(leaf_dtypes: Iterable[str]) -> str:
-    """The flat dtype (decision 3): the widest float (at least float32) if any leaf is floating,
-    else the widest integer; booleans become 0/1 of it; all-boolean data flattens to uint8.
+    """The flat dtype of leaves with these dtype names (DESIGN.md decision 3).
+
+    The widest float (at least float32) if any leaf is floating, else the widest integer;
+    booleans become 0/1 of it; all-boolean data flattens to uint8.
 
     >>> flat_dtype_name(["uint8", "float32", "bool"]), flat_dtype_name(["int8", "uint8"])
     ('float32', 'int16')

@@ -9,8 +9,11 @@ from unibatch.spaces.box import BoxSpace
 
 
 def sample_box(space: BoxSpace, rng: RNG) -> tuple[RNG, Array]:
-    """Floats: uniform where both bounds are finite, ``low + Exp(1)`` / ``high - Exp(1)`` where
-    one is, standard normal where none is. Integers: uniform on ``[low, high]`` inclusive."""
+    """A random value of ``space``; returns ``(new_rng, value)``.
+
+    Floats: uniform where both bounds are finite, ``low + Exp(1)`` / ``high - Exp(1)`` where one
+    is, standard normal where none is. Integers: uniform on ``[low, high]`` inclusive.
+    """
     backend, xp = space.backend, space.backend.xp
     name = backend.dtype_name(space.dtype)
     if name.startswith(("int", "uint")):

@@ -38,21 +38,25 @@ def walk(space: Space, data: Any, path: str = "") -> Iterator[tuple[str, Space, 
     """``(key path, leaf space, leaf data)`` in flat order, checking the structure of ``data``."""
     if isinstance(space, DictSpace):
         if not isinstance(data, Mapping):
-            raise SpaceMismatchError(f"{path or 'value'}: expected a dict with keys {list(space.keys())}, got {type(data).__name__}")
+            raise SpaceMismatchError(
+                f"{path or 'value'}: expected a dict with keys {list(space.keys())}, got {type(data).__name__}"
+            )
         check_keys(space, data, path)
         for key, sub in space.items():
             yield from walk(sub, data[key], f"{path}/{key}" if path else key)
     elif isinstance(space, TupleSpace):
         if not isinstance(data, (tuple, list)) or len(data) != len(space.spaces):
-            raise SpaceMismatchError(f"{path or 'value'}: expected a tuple of {len(space.spaces)}, got {type(data).__name__}")
-        for position, (sub, value) in enumerate(zip(space.spaces, data)):
+            raise SpaceMismatchError(
+                f"{path or 'value'}: expected a tuple of {len(space.spaces)}, got {type(data).__name__}"
+            )
+        for position, (sub, value) in enumerate(zip(space.spaces, data, strict=True)):
             yield from walk(sub, value, f"{path}/{position}" if path else str(position))
     else:
         yield path, space, data
 
 
 def check_keys(space: DictSpace, data: Mapping[str, Any], path: str) -> None:
-    missing = [k for k in space.keys() if k not in data]
+    missing = [k for k in space if k not in data]
     unknown = [k for k in data if k not in space.spaces]
     if missing or unknown:
         where = path or "value"

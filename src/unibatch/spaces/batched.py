@@ -25,6 +25,8 @@ class BatchedSpace(Space[np.ndarray, Any, Any, Any]):
     True
     """
 
+    shape: tuple[int, ...]
+
     def __init__(self, single_space: Space, batch_shape: Any) -> None:
         self.single_space = single_space
         self.batch_shape = check_shape_tuple(batch_shape, "batch_shape")

@@ -94,8 +94,11 @@ def _(space: TupleSpace) -> int | None:
 
 
 def batch_size_data(data: Any) -> int | None:
-    """The leading dimension of batched data: arrays, dicts (first value), tuples (first
-    element) or lists of Python values (their length); None for scalars and strings."""
+    """The leading dimension of batched data; None for scalars and strings.
+
+    Arrays give ``shape[0]``, dicts their first value's, tuples their first element's, lists of
+    Python values their length.
+    """
     if isinstance(data, np.ndarray) or get_backend_or_none(data) is not None:
         return int(data.shape[0]) if data.ndim > 0 else None
     if isinstance(data, Mapping):
@@ -126,7 +129,9 @@ def _(space: Space, items: Sequence[Any]) -> Array:
     if len(items) == 0:
         return batch_space(space, 0).create_empty()
     backend = space.backend
-    arrays = [x if backend.is_backendarray(x) else backend.asarray(x, dtype=space.dtype, device=space.device) for x in items]
+    arrays = [
+        x if backend.is_backendarray(x) else backend.asarray(x, dtype=space.dtype, device=space.device) for x in items
+    ]
     shapes = {tuple(a.shape) for a in arrays}
     if shapes != {space.shape}:
         bad = next(s for s in (tuple(a.shape) for a in arrays) if s != space.shape)
@@ -185,7 +190,7 @@ def _(space: DictSpace, data: Any, index: Any) -> dict[str, Any]:
 
 @get_at.register
 def _(space: TupleSpace, data: Any, index: Any) -> tuple[Any, ...]:
-    return tuple(get_at(sub, value, index) for sub, value in zip(space.spaces, data))
+    return tuple(get_at(sub, value, index) for sub, value in zip(space.spaces, data, strict=True))
 
 
 @get_at.register(TextSpace)
@@ -196,8 +201,11 @@ def _(space: Space, data: Any, index: Any) -> Any:
 
 @singledispatch
 def set_at(space: Space, data: Any, index: Any, value: Any) -> Any:
-    """Write ``value`` at ``index`` of every leaf; returns the updated data (a new object on
-    JAX, ``data`` itself elsewhere). A scalar ``value`` is broadcast to every leaf."""
+    """Write ``value`` at ``index`` of every leaf and return the updated data.
+
+    The result is ``data`` itself on NumPy and PyTorch and a new object on JAX. A scalar
+    ``value`` is broadcast to every leaf.
+    """
     raise UnsupportedSpaceError(f"set_at does not support {type(space).__name__}")
 
 
@@ -218,7 +226,7 @@ def _(space: DictSpace, data: Any, index: Any, value: Any) -> dict[str, Any]:
 @set_at.register
 def _(space: TupleSpace, data: Any, index: Any, value: Any) -> tuple[Any, ...]:
     values = value if isinstance(value, tuple) else (value,) * len(space.spaces)
-    return tuple(set_at(sub, d, index, v) for sub, d, v in zip(space.spaces, data, values))
+    return tuple(set_at(sub, d, index, v) for sub, d, v in zip(space.spaces, data, values, strict=True))
 
 
 @set_at.register(TextSpace)

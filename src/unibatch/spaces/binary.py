@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from typing_extensions import Self
 
 from unibatch._typing import RNG, Array, Device
@@ -24,6 +23,8 @@ class BinarySpace(Space[Array, Any, Any, Any]):
     >>> value.dtype.name, value in space
     ('bool', True)
     """
+
+    shape: tuple[int, ...]
 
     def __init__(
         self, backend: ComputeBackend, shape: Any = (), dtype: Any = None, device: Device | None = None

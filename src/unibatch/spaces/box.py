@@ -37,6 +37,8 @@ class BoxSpace(Space[Array, Any, Any, Any]):
     ((3, 84, 84), 'uint8', 255)
     """
 
+    shape: tuple[int, ...]
+
     def __init__(
         self,
         backend: ComputeBackend,
@@ -161,14 +163,18 @@ def _broadcast_bounds(bound: np.ndarray, shape: tuple[int, ...], what: str) -> n
     if bound.ndim > len(shape):
         raise SpaceMismatchError(f"BoxSpace {what} has shape {bound.shape}, more axes than shape {shape}")
     bound = bound.reshape((1,) * (len(shape) - bound.ndim) + bound.shape)
-    if any(b not in (1, s) for b, s in zip(bound.shape, shape)):
+    bound_shape: tuple[int, ...] = bound.shape
+    if any(b not in (1, s) for b, s in zip(bound_shape, shape, strict=True)):
         raise SpaceMismatchError(f"BoxSpace {what} of shape {bound.shape} does not broadcast to shape {shape}")
     return bound
 
 
 def _cast_bounds(bound: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
-    """Bounds in ``dtype``: integer boxes clip to the dtype's range (``inf`` -> limit) and round
-    inwards (``low`` up, ``high`` down)."""
+    """Bounds in ``dtype``.
+
+    Integer boxes clip to the dtype's range (``inf`` becomes the limit) and round inwards
+    (``low`` up, ``high`` down).
+    """
     if dtype.kind == "f":
         with np.errstate(over="ignore"):
             return bound.astype(dtype)

@@ -13,7 +13,6 @@ charset (character indices padded with ``len(charset)``; in a batch, ``BatchedSp
 from __future__ import annotations
 
 import math
-from functools import singledispatch
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,6 @@ from unibatch.spaces._space import Space
 from unibatch.spaces._tree import leaves as _leaves
 from unibatch.spaces._tree import text_of as _text_of
 from unibatch.spaces._tree import walk as _walk
-from unibatch.spaces.batched import BatchedSpace
 from unibatch.spaces.binary import BinarySpace
 from unibatch.spaces.box import BoxSpace
 from unibatch.spaces.dict import DictSpace
@@ -129,8 +127,9 @@ def _leaf_flat_bounds(leaf: Space, start_dim: int, width: int) -> tuple[np.ndarr
 
 # ---------------------------------------------------------------------- flatten_data
 def flatten_data(space: Space, data: Any, start_dim: int = 0) -> Array:
-    """Flatten ``data`` (a value of ``space``, with ``start_dim`` leading batch axes) to
-    an array of shape ``batch_shape + (flat_dim,)`` and dtype :func:`flat_dtype`.
+    """Flatten ``data`` (a value of ``space`` with ``start_dim`` leading batch axes).
+
+    The result has shape ``batch_shape + (flat_dim,)`` and dtype :func:`flat_dtype`.
 
     Raises:
         SpaceMismatchError: keys, structure or shapes of ``data`` do not fit ``space``.
@@ -142,7 +141,7 @@ def flatten_data(space: Space, data: Any, start_dim: int = 0) -> Array:
     >>> flatten_data(space, {"a": np.array([0.5, -0.5], np.float32), "b": np.array([True])}).tolist()
     [0.5, -0.5, 1.0]
     """
-    backend, xp = space.backend, space.backend.xp
+    _backend, xp = space.backend, space.backend.xp
     dtype = flat_dtype(space)
     parts, lead = [], None
     for path, leaf, value in _walk(space, data):
@@ -171,8 +170,9 @@ def _leaf_array(leaf: Space, value: Any, start_dim: int, path: str) -> Array:
             raise SpaceMismatchError(
                 f"{path or 'value'}: expected a {backend.simplified_name} array, got {type(value).__name__}"
             )
-    features = leaf.shape[start_dim:]
-    if value.ndim != len(leaf.shape) or tuple(value.shape[start_dim:]) != features:
+    shape: tuple[int, ...] = leaf.shape or ()
+    features = shape[start_dim:]
+    if value.ndim != len(shape) or tuple(value.shape[start_dim:]) != features:
         raise SpaceMismatchError(
             f"{path or 'value'}: expected shape (batch..., {', '.join(map(str, features))}) with "
             f"{start_dim} batch axes, got {tuple(value.shape)}"
@@ -186,15 +186,19 @@ def _encode_texts(text: TextSpace, value: Any, path: str) -> np.ndarray:
     flat_codes = codes.reshape(-1, text.max_length)
     for row, string in enumerate(strings.reshape(-1)):
         if not isinstance(string, str) or len(string) > text.max_length:
-            raise SpaceMismatchError(f"{path or 'value'}: expected a str of at most {text.max_length} characters, got {string!r}")
+            raise SpaceMismatchError(
+                f"{path or 'value'}: expected a str of at most {text.max_length} characters, got {string!r}"
+            )
         flat_codes[row, : len(string)] = [text.character_index(c) for c in string]
     return codes
 
 
 # ---------------------------------------------------------------------- unflatten_data
 def unflatten_data(space: Space, data: Array, start_dim: int = 0) -> Any:
-    """Inverse of :func:`flatten_data`: split the last axis of ``data`` back into the leaves
-    of ``space``, reshape them and cast each to its own dtype.
+    """Inverse of :func:`flatten_data`.
+
+    Splits the last axis of ``data`` back into the leaves of ``space``, reshapes them and casts
+    each to its own dtype.
 
     >>> from unibatch import BoxSpace, NumpyComputeBackend as np_backend
     >>> space = BoxSpace(np_backend, 0, 9, "int64", shape=(2, 2))
@@ -206,7 +210,9 @@ def unflatten_data(space: Space, data: Array, start_dim: int = 0) -> Any:
     if total is None:
         raise UnsupportedSpaceError(f"cannot unflatten {space!r} with start_dim={start_dim}")
     if not backend.is_backendarray(data):
-        raise SpaceMismatchError(f"unflatten_data: expected a {backend.simplified_name} array, got {type(data).__name__}")
+        raise SpaceMismatchError(
+            f"unflatten_data: expected a {backend.simplified_name} array, got {type(data).__name__}"
+        )
     if data.ndim != start_dim + 1 or data.shape[-1] != total:
         raise SpaceMismatchError(
             f"unflatten_data: expected shape (batch..., {total}) with {start_dim} batch axes, got {tuple(data.shape)}"
@@ -226,7 +232,7 @@ def unflatten_data(space: Space, data: Array, start_dim: int = 0) -> Any:
         text = _text_of(sub)
         if text is not None:
             return _decode_texts(text, backend.to_numpy(piece))
-        piece = xp.reshape(piece, (*lead, *sub.shape[start_dim:]))
+        piece = xp.reshape(piece, (*lead, *(sub.shape or ())[start_dim:]))
         if isinstance(sub, BinarySpace):
             return piece != 0
         return xp.astype(piece, sub.dtype, copy=False)

@@ -44,7 +44,9 @@ def from_gymnasium_space(
     if isinstance(space, spaces.MultiBinary):
         return BinarySpace(backend, space.shape, device=device)
     if isinstance(space, spaces.Dict):
-        return DictSpace(backend, {k: from_gymnasium_space(s, backend, device) for k, s in space.spaces.items()}, device)
+        return DictSpace(
+            backend, {k: from_gymnasium_space(s, backend, device) for k, s in space.spaces.items()}, device
+        )
     if isinstance(space, spaces.Tuple):
         return TupleSpace(backend, [from_gymnasium_space(s, backend, device) for s in space.spaces], device)
     if isinstance(space, spaces.Text):

@@ -151,7 +151,11 @@ def _load_text(data: JsonDict, backend: ComputeBackend, device: Device) -> Space
 
 @space_to_json.register
 def _(space: BatchedSpace) -> JsonDict:
-    return {"type": "BatchedSpace", "batch_shape": list(space.batch_shape), "single_space": space_to_json(space.single_space)}
+    return {
+        "type": "BatchedSpace",
+        "batch_shape": list(space.batch_shape),
+        "single_space": space_to_json(space.single_space),
+    }
 
 
 @register_space_loader("BatchedSpace")

@@ -50,7 +50,7 @@ class TupleSpace(Space[tuple[Any, ...], Any, Any, Any]):
         return (
             isinstance(x, tuple)
             and len(x) == len(self.spaces)
-            and all(sub.contains(value) for sub, value in zip(self.spaces, x))
+            and all(sub.contains(value) for sub, value in zip(self.spaces, x, strict=True))
         )
 
     def sample(self, rng: RNG) -> tuple[RNG, tuple[Any, ...]]:

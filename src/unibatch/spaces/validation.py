@@ -48,7 +48,9 @@ def check_data(space: Space, data: Any, *, batch_ndim: int = 0, bounds: bool = F
         where = path or "value"
         leaf_batch = _check_leaf(leaf, value, batch_ndim, where, bounds)
         if batch_shape is not None and leaf_batch != batch_shape:
-            raise SpaceMismatchError(f"{where}: expected batch shape {batch_shape} like the other keys, got {leaf_batch}")
+            raise SpaceMismatchError(
+                f"{where}: expected batch shape {batch_shape} like the other keys, got {leaf_batch}"
+            )
         batch_shape = leaf_batch
     return batch_shape if batch_shape is not None else ()
 
@@ -101,5 +103,6 @@ def _describe(value: Any) -> str:
 
     backend = get_backend_or_none(value)
     if backend is not None:
-        return f"a {backend.simplified_name} array of dtype {backend.dtype_name(value.dtype)} and shape {tuple(value.shape)}"
+        dtype = backend.dtype_name(value.dtype)
+        return f"a {backend.simplified_name} array of dtype {dtype} and shape {tuple(value.shape)}"
     return f"{type(value).__name__} {value!r}"[:120]

@@ -113,17 +113,15 @@ def binary_spaces(
 
 def charsets(max_size: int = 6) -> st.SearchStrategy[str]:
     """Non-empty character sets without repeats (any non-surrogate characters)."""
-    return st.lists(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=max_size, unique=True).map(
-        "".join
-    )
+    return st.lists(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=max_size, unique=True).map("".join)
 
 
 @st.composite
 def text_spaces(
-    draw: st.DrawFn, backend: ComputeBackend, require_charset: bool = False, max_length: int = 4
+    draw: st.DrawFn, backend: ComputeBackend, require_charset: bool = False, max_lengths: tuple[int, int] = (0, 4)
 ) -> TextSpace:
-    """``TextSpace`` with random length bounds, with or without a charset."""
-    longest = draw(st.integers(0, max_length))
+    """``TextSpace`` with ``max_length`` in the range ``max_lengths``, any ``min_length``, with or without a charset."""
+    longest = draw(st.integers(*max_lengths))
     shortest = draw(st.integers(0, longest))
     charset = draw(charsets()) if require_charset else draw(st.none() | charsets())
     return TextSpace(backend, longest, min_length=shortest, charset=charset)
@@ -135,6 +133,7 @@ def leaf_spaces(
     kinds: tuple[str, ...] = LEAF_KINDS,
     dtypes: tuple[str, ...] = BOX_DTYPES,
     require_charset: bool = False,
+    text_max_lengths: tuple[int, int] = (0, 4),
     shape: st.SearchStrategy[tuple[int, ...]] | None = None,
 ) -> st.SearchStrategy[Space]:
     """One leaf space: ``BoxSpace``, ``BinarySpace`` or ``TextSpace`` (as ``kinds`` allows)."""
@@ -144,7 +143,7 @@ def leaf_spaces(
     if "binary" in kinds:
         options.append(binary_spaces(backend, shape=shape))
     if "text" in kinds:
-        options.append(text_spaces(backend, require_charset=require_charset))
+        options.append(text_spaces(backend, require_charset=require_charset, max_lengths=text_max_lengths))
     return st.one_of(*options)
 
 
@@ -162,12 +161,20 @@ def spaces(
     kinds: tuple[str, ...] = LEAF_KINDS,
     dtypes: tuple[str, ...] = BOX_DTYPES,
     require_charset: bool = False,
+    text_max_lengths: tuple[int, int] = (0, 4),
     allow_empty: bool = True,
     max_children: int = 3,
     shape: st.SearchStrategy[tuple[int, ...]] | None = None,
 ) -> Space:
     """Random nested spaces: leaves (see :func:`leaf_spaces`) inside ``DictSpace``/``TupleSpace`` up to ``max_depth``."""
-    leaf = leaf_spaces(backend, kinds=kinds, dtypes=dtypes, require_charset=require_charset, shape=shape)
+    leaf = leaf_spaces(
+        backend,
+        kinds=kinds,
+        dtypes=dtypes,
+        require_charset=require_charset,
+        text_max_lengths=text_max_lengths,
+        shape=shape,
+    )
     if max_depth <= 0 or draw(st.integers(0, 2)) == 0:
         return draw(leaf)
     child = spaces(
@@ -176,6 +183,7 @@ def spaces(
         kinds=kinds,
         dtypes=dtypes,
         require_charset=require_charset,
+        text_max_lengths=text_max_lengths,
         allow_empty=allow_empty,
         max_children=max_children,
         shape=shape,

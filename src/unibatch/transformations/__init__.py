@@ -11,8 +11,8 @@ from unibatch.transformations.dict import DictIncludeTransformation as DictInclu
 from unibatch.transformations.dict import DictTransformation as DictTransformation
 from unibatch.transformations.identity import IdentityTransformation as IdentityTransformation
 from unibatch.transformations.normalize import NormalizeTransformation as NormalizeTransformation
-from unibatch.transformations.resize import ImageResizeTransformation as ImageResizeTransformation
 from unibatch.transformations.rescale import RescaleTransformation as RescaleTransformation
+from unibatch.transformations.resize import ImageResizeTransformation as ImageResizeTransformation
 
 __all__ = [
     "ChainedTransformation",

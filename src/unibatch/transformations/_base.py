@@ -73,11 +73,11 @@ class DataTransformation(ABC):
         """Rebuild from :meth:`serialize` output."""
         return cls(**json.get("configuration", {}))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a default, not an abstract hook)
         """Release resources (none by default); idempotent."""
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.config() == self.config()  # type: ignore[attr-defined]
+        return isinstance(other, DataTransformation) and type(other) is type(self) and other.config() == self.config()
 
     __hash__ = None  # type: ignore[assignment]
 

@@ -24,8 +24,10 @@ class CropTransformation(DataTransformation):
         self.start = [int(s) for s in start]
         self.end = [int(e) for e in end]
         if len(self.start) != len(self.end) or not self.start:
-            raise SpaceMismatchError(f"CropTransformation needs start and end of one non-zero length, got {start}, {end}")
-        if any(not 0 <= s < e for s, e in zip(self.start, self.end)):
+            raise SpaceMismatchError(
+                f"CropTransformation needs start and end of one non-zero length, got {start}, {end}"
+            )
+        if any(not 0 <= s < e for s, e in zip(self.start, self.end, strict=True)):
             raise SpaceMismatchError(f"CropTransformation needs 0 <= start < end, got {self.start}, {self.end}")
 
     def config(self) -> JsonDict:
@@ -35,17 +37,19 @@ class CropTransformation(DataTransformation):
         if not isinstance(space, (BoxSpace, BinarySpace)):
             raise SpaceMismatchError(f"CropTransformation crops a BoxSpace or BinarySpace, got {space!r}")
         trailing = space.shape[len(space.shape) - len(self.start) :]
-        if len(trailing) != len(self.start) or any(e > n for e, n in zip(self.end, trailing)):
-            raise SpaceMismatchError(f"CropTransformation end {self.end} does not fit trailing shape {trailing} of {space!r}")
+        if len(trailing) != len(self.start) or any(e > n for e, n in zip(self.end, trailing, strict=True)):
+            raise SpaceMismatchError(
+                f"CropTransformation end {self.end} does not fit trailing shape {trailing} of {space!r}"
+            )
         return space
 
     def _slices(self) -> tuple[Any, ...]:
-        return (..., *(slice(s, e) for s, e in zip(self.start, self.end)))
+        return (..., *(slice(s, e) for s, e in zip(self.start, self.end, strict=True)))
 
     def get_target_space_from_source(self, source_space: Space) -> Space:
         space = self._check(source_space)
         kept = space.shape[: len(space.shape) - len(self.start)]
-        shape = (*kept, *(e - s for s, e in zip(self.start, self.end)))
+        shape = (*kept, *(e - s for s, e in zip(self.start, self.end, strict=True)))
         if isinstance(space, BinarySpace):
             return BinarySpace(space.backend, shape, device=space.device)
         low, high = (self._crop_bound(b) for b in space.host_bounds())
@@ -55,7 +59,7 @@ class CropTransformation(DataTransformation):
         """Crop the abbreviated bound on the axes where it is not abbreviated (size > 1)."""
         first = bound.ndim - len(self.start)
         index = [slice(None)] * bound.ndim
-        for offset, (s, e) in enumerate(zip(self.start, self.end)):
+        for offset, (s, e) in enumerate(zip(self.start, self.end, strict=True)):
             if bound.shape[first + offset] > 1:
                 index[first + offset] = slice(s, e)
         return bound[tuple(index)]

@@ -38,7 +38,7 @@ def _select(space: DictSpace, paths: list[KeyPath], keep: bool, prefix: str = ""
     for head in heads:
         if head not in space.spaces:
             raise SpaceMismatchError(f"key {prefix + head!r} is not in {list(space.keys())}")
-    children = {}
+    children: dict[str, Space] = {}
     for key, sub in space.items():
         nested = [path[1:] for path in paths if path[0] == key and len(path) > 1]
         whole = (key,) in paths
@@ -51,9 +51,7 @@ def _select(space: DictSpace, paths: list[KeyPath], keep: bool, prefix: str = ""
 
 def _project(target: DictSpace, data: Mapping[str, Any]) -> dict[str, Any]:
     """The part of ``data`` that ``target`` (a sub-space of the data's space) describes."""
-    return {
-        key: _project(sub, data[key]) if isinstance(sub, DictSpace) else data[key] for key, sub in target.items()
-    }
+    return {key: _project(sub, data[key]) if isinstance(sub, DictSpace) else data[key] for key, sub in target.items()}
 
 
 class _DictSelection(DataTransformation):

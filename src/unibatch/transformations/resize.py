@@ -51,7 +51,9 @@ class ImageResizeTransformation(DataTransformation):
     def _check(self, space: Space) -> BoxSpace:
         rank = len(self.layout)
         if not isinstance(space, BoxSpace) or len(space.shape) < rank:
-            raise SpaceMismatchError(f"ImageResizeTransformation({self.layout}) needs a BoxSpace of rank >= {rank}, got {space!r}")
+            raise SpaceMismatchError(
+                f"ImageResizeTransformation({self.layout}) needs a BoxSpace of rank >= {rank}, got {space!r}"
+            )
         return space
 
     def get_target_space_from_source(self, source_space: Space) -> BoxSpace:
