@@ -1,0 +1,74 @@
+"""Valid-mask functions for stacked windows: which frames belong to the centre frame's episode.
+
+A mask function is called as ``fn(stacked_batch, frames, data, metadata)`` with ``frames`` the
+``(B, T)`` source indices and ``data``/``metadata`` the ``(B, T, ...)`` values read for them, and
+returns a ``(B, T)`` boolean array. The two factories below are classes (so they pickle for
+worker processes) and never write in place (so they run on JAX).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from unibatch._typing import Array
+from unibatch.errors import SpaceMismatchError
+
+KeyPath = str | int | Sequence[str | int]
+
+
+def _lookup(tree: Any, key: KeyPath, where: str) -> Array:
+    keys = [key] if isinstance(key, (str, int)) else list(key)
+    value = tree
+    for part in keys:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            raise SpaceMismatchError(f"valid-mask key {key!r} is not in the {where}") from None
+    return value
+
+
+class _EpisodeMask:
+    """Shared parts: where the key is read from, and equality with the centre frame."""
+
+    def __init__(self, key: KeyPath, is_in_metadata: bool = False) -> None:
+        self.key = key
+        self.is_in_metadata = is_in_metadata
+
+    def _column(self, data: Any, metadata: Any) -> Array:
+        if self.is_in_metadata:
+            if metadata is None:
+                raise SpaceMismatchError(f"valid-mask key {self.key!r} is expected in metadata, but there is none")
+            return _lookup(metadata, self.key, "metadata")
+        return _lookup(data, self.key, "data")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(key={self.key!r}, is_in_metadata={self.is_in_metadata})"
+
+
+class EpisodeIdMask(_EpisodeMask):
+    """A frame is valid when its episode id equals the centre frame's."""
+
+    def __call__(self, stacked: Any, frames: Array, data: Any, metadata: Any) -> Array:
+        ids = self._column(data, metadata)
+        centre = stacked.centre_position
+        return ids == ids[:, centre : centre + 1]
+
+
+class EpisodeEndMask(_EpisodeMask):
+    """A frame is valid when no episode-end flag lies between it and the centre frame.
+
+    The frame that carries the flag belongs to its own (ending) episode.
+    """
+
+    def __call__(self, stacked: Any, frames: Array, data: Any, metadata: Any) -> Array:
+        xp = stacked.backend.xp
+        ends = xp.astype(self._column(data, metadata), stacked.backend.default_integer_dtype)
+        before = xp.cumulative_sum(ends, axis=1) - ends  # number of ends strictly before each frame
+        centre = stacked.centre_position
+        return before == before[:, centre : centre + 1]

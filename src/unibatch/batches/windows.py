@@ -1,0 +1,288 @@
+"""``SliceStackedBatch`` and ``FrameStackedBatch``: windows of frames around every sample.
+
+Sample ``i`` of the view is the stack of source samples ``i + fixed_offset[t]``. A frame is
+invalid when it falls outside ``[0, len)`` or the mask function rejects it (another episode).
+The ``slice_valid_mask`` metadata is the mask *before* filling; with ``fill_invalid_data``
+invalid frames repeat the nearest valid frame toward the centre (edge replication). A request
+reads its source once: one call with the ``B*T`` frame indices, or with the distinct ones when
+the source says its reads are expensive (``has_expensive_reads``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import optree
+
+from unibatch._typing import Array
+from unibatch.backends import get_backend, get_backend_or_none
+from unibatch.batches._base import BatchBase, Metadata
+from unibatch.batches._indexing import NormalizedIndex, is_single
+from unibatch.batches.masks import EpisodeEndMask, EpisodeIdMask, KeyPath
+from unibatch.errors import SpaceMismatchError
+from unibatch.spaces import BinarySpace, DictSpace, Space, batch_space, flatten_data, get_at
+
+VALID_MASK_KEY = "slice_valid_mask"
+MaskFunction = Callable[[Any, Array, Any, Any], Array]
+
+
+class SliceStackedBatch(BatchBase):
+    """Read-only windows ``batch[i + fixed_offset]`` with an episode-aware validity mask.
+
+    Args:
+        batch: the source of frames.
+        fixed_offset: strictly increasing integer offsets containing 0 (the centre frame).
+        get_valid_mask_function: ``fn(stacked, frames, data, metadata) -> (B, T) bool``; see
+            :mod:`unibatch.batches.masks` and the two factories on this class.
+        fill_invalid_data: replace invalid frames by the nearest valid one toward the centre.
+        stack_metadata: metadata of every frame ``(B, T, ...)``; else the centre frame's ``(B, ...)``.
+
+    >>> from unibatch.testing import InMemoryBatch
+    >>> frames = SliceStackedBatch(InMemoryBatch.from_range(4), [-1, 0])
+    >>> frames.get_at(0)["x"].tolist(), frames.get_at_with_metadata(0)[1]["slice_valid_mask"].tolist()
+    ([0, 0], [False, True])
+    """
+
+    is_mutable = False
+
+    def __init__(
+        self,
+        batch: BatchBase,
+        fixed_offset: Any,
+        get_valid_mask_function: MaskFunction | None = None,
+        fill_invalid_data: bool = True,
+        stack_metadata: bool = False,
+    ) -> None:
+        offsets = _parse_offsets(fixed_offset, batch)
+        size = len(offsets)
+        source_metadata = batch.single_metadata_space
+        metadata: dict[str, Space] = {}
+        if source_metadata is not None:
+            metadata = dict((batch_space(source_metadata, size) if stack_metadata else source_metadata).items())
+        metadata[VALID_MASK_KEY] = BinarySpace(batch.backend, (size,), device=batch.device)
+        super().__init__(batch_space(batch.single_space, size), DictSpace(batch.backend, metadata, batch.device))
+        self.batch = batch
+        self.fixed_offset = batch.backend.asarray(offsets, dtype=batch.backend.default_index_dtype, device=batch.device)
+        self.centre_position = offsets.index(0)
+        self.get_valid_mask_function = get_valid_mask_function
+        self.fill_invalid_data = fill_invalid_data
+        self.stack_metadata = stack_metadata
+        self._offsets = offsets
+        self._frame_space = batch_space(batch.single_space, 1)
+
+    @property
+    def window_size(self) -> int:
+        """``T``, the number of frames in a window."""
+        return len(self._offsets)
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    # ------------------------------------------------------------------ public helpers
+    def expand_index(self, idx: Any) -> Array:
+        """Source frame indices of the windows at ``idx``: ``(T,)`` for an int, else ``(B, T)``.
+
+        Indices may fall outside ``[0, len)``; such frames are invalid.
+        """
+        index = self._index(idx)
+        frames = self._frames(self._as_rows(index))
+        return frames[0] if is_single(index) else frames
+
+    def get_valid_mask(self, frames: Array, data: Any, metadata: Any) -> Array:
+        """``(B, T)`` validity of frames already read: inside ``[0, len)`` and accepted by the mask function."""
+        xp = self.backend.xp
+        valid = (frames >= 0) & (frames < len(self.batch))
+        if self.get_valid_mask_function is not None:
+            valid = valid & self.get_valid_mask_function(self, frames, data, metadata)
+        return valid
+
+    def get_valid_mask_flattened(self, frames: Array, flat_data: Array, metadata: Any) -> Array:
+        """:meth:`get_valid_mask` for flat data of shape ``(B, T, D)``."""
+        from unibatch.spaces import unflatten_data
+
+        structured = unflatten_data(batch_space(self._frame_space, 1), flat_data, start_dim=2)
+        return self.get_valid_mask(frames, structured, metadata)
+
+    def fill_data_with_stack_mask(self, space: Space, data: Any, valid: Array) -> Any:
+        """Replace invalid frames of ``(B, T, ...)`` data by the nearest valid frame toward the centre.
+
+        Args:
+            space: the space of ``data`` (its leaves are gathered along the window axis).
+            data: values with leading axes ``(B, T)``.
+            valid: ``(B, T)`` booleans; the centre frame is always kept.
+        """
+        source = self._fill_positions(valid)
+        rows, size = int(valid.shape[0]), self.window_size
+        xp = self.backend.xp
+        base = xp.arange(rows, dtype=source.dtype, device=self.device)[:, None] * size
+        flat_index = xp.reshape(base + source, (rows * size,))
+        return _gather_windows(space, data, flat_index, rows, size)
+
+    # ------------------------------------------------------------------ reads
+    def _as_rows(self, index: NormalizedIndex) -> Array:
+        if is_single(index):
+            return self.backend.asarray([index], dtype=self.backend.default_index_dtype, device=self.device)
+        return index
+
+    def _frames(self, rows: Array) -> Array:
+        return rows[:, None] + self.fixed_offset[None, :]
+
+    def _read_frames(self, frames: Array, with_metadata: bool) -> tuple[Any, Metadata]:
+        """Read the ``(B, T)`` frames (clipped into range) from the source in one call."""
+        xp = self.backend.xp
+        rows, size = int(frames.shape[0]), self.window_size
+        flat = xp.reshape(xp.clip(frames, 0, max(len(self.batch) - 1, 0)), (rows * size,))
+        if self.batch.has_expensive_reads:
+            unique, inverse = xp.unique_inverse(flat)
+            data, metadata = self.batch._get(unique, with_metadata)
+            data = get_at(self._frame_space, data, inverse)
+            if metadata is not None:
+                metadata = get_at(self._frame_space, metadata, inverse)
+        else:
+            data, metadata = self.batch._get(flat, with_metadata)
+        data = _reshape_leading(self._frame_space, data, rows, size)
+        if metadata is not None and self.batch.single_metadata_space is not None:
+            metadata = _reshape_leading(self.batch.single_metadata_space, metadata, rows, size)
+        return data, metadata
+
+    def _get(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Any, Metadata]:
+        if len(self.batch) == 0 and not is_single(index):
+            return batch_space(self.single_space, 0).create_empty(), self._empty_metadata() if with_metadata else None
+        frames = self._frames(self._as_rows(index))
+        needs_metadata = with_metadata or self.get_valid_mask_function is not None
+        data, metadata = self._read_frames(frames, needs_metadata and self.batch.single_metadata_space is not None)
+        valid = self.get_valid_mask(frames, data, metadata)
+        if self.fill_invalid_data:
+            data = self.fill_data_with_stack_mask(self._frame_space, data, valid)
+        result_metadata = self._metadata(metadata, valid) if with_metadata else None
+        if is_single(index):
+            data = get_at(self._batched_space, data, 0)
+            if result_metadata is not None:
+                result_metadata = get_at(self.single_metadata_space, result_metadata, 0)
+        return data, result_metadata
+
+    def _get_flattened(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Array, Metadata]:
+        data, metadata = self._get(index, with_metadata)
+        frame = self.batch.single_space
+        if is_single(index):
+            return flatten_data(batch_space(frame, 1), data, start_dim=1), metadata
+        return flatten_data(batch_space(batch_space(frame, 1), 1), data, start_dim=2), metadata
+
+    def _metadata(self, metadata: Any, valid: Array) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        source_space = self.batch.single_metadata_space
+        if metadata is not None and source_space is not None:
+            if not self.stack_metadata:
+                result.update(get_at(source_space, metadata, (slice(None), self.centre_position)))
+            elif self.fill_invalid_data:
+                result.update(self.fill_data_with_stack_mask(source_space, metadata, valid))
+            else:
+                result.update(metadata)
+        result[VALID_MASK_KEY] = valid
+        return result
+
+    def _empty_metadata(self) -> dict[str, Any]:
+        return batch_space(self.single_metadata_space, 0).create_empty()  # type: ignore[arg-type]
+
+    def _fill_positions(self, valid: Array) -> Array:
+        """For each ``(b, t)``: the window position whose frame fills it (``t`` itself when valid).
+
+        Before the centre the nearest valid position at or after ``t``, after it the nearest
+        at or before ``t``; the centre counts as valid. Computed with ``(B, T, T)`` comparisons
+        (``T`` is small), without in-place writes.
+        """
+        xp = self.backend.xp
+        size, centre = self.window_size, self.centre_position
+        positions = xp.arange(size, dtype=self.backend.default_index_dtype, device=self.device)
+        usable = valid | (positions == centre)[None, :]
+        target = positions[None, :, None]
+        candidate = positions[None, None, :]
+        usable_candidate = usable[:, None, :]
+        after = usable_candidate & (candidate >= target) & (candidate <= centre)
+        before = usable_candidate & (candidate <= target) & (candidate >= centre)
+        big = size
+        from_after = xp.min(xp.where(after, candidate, big), axis=2)
+        from_before = xp.max(xp.where(before, candidate, -1), axis=2)
+        return xp.where(positions[None, :] < centre, from_after, from_before)
+
+    # ------------------------------------------------------------------ factories
+    @staticmethod
+    def get_valid_mask_function_with_episodeid_key(
+        key: KeyPath = "episode_id", is_in_metadata: bool = False
+    ) -> EpisodeIdMask:
+        """Frames are valid when ``data[key]`` (or ``metadata[key]``) equals the centre frame's."""
+        return EpisodeIdMask(key, is_in_metadata)
+
+    @staticmethod
+    def get_valid_mask_function_with_episode_end_key(
+        key: KeyPath = "episode_end", is_in_metadata: bool = False
+    ) -> EpisodeEndMask:
+        """Frames are valid when no end flag (``data[key]`` or ``metadata[key]``) separates them from the centre."""
+        return EpisodeEndMask(key, is_in_metadata)
+
+
+class FrameStackedBatch(SliceStackedBatch):
+    """Windows of ``prefetch_horizon`` frames before and ``postfetch_horizon`` after each sample.
+
+    >>> from unibatch.testing import InMemoryBatch
+    >>> stacked = FrameStackedBatch(InMemoryBatch.from_range(5), prefetch_horizon=2)
+    >>> stacked.get_at(1)["x"].tolist()
+    [0, 0, 1]
+    """
+
+    def __init__(
+        self,
+        batch: BatchBase,
+        prefetch_horizon: int = 0,
+        postfetch_horizon: int = 0,
+        get_valid_mask_function: MaskFunction | None = None,
+        fill_invalid_data: bool = True,
+        stack_metadata: bool = False,
+    ) -> None:
+        if prefetch_horizon < 0 or postfetch_horizon < 0 or prefetch_horizon + postfetch_horizon == 0:
+            raise SpaceMismatchError(
+                "FrameStackedBatch needs horizons >= 0 with at least one > 0, "
+                f"got prefetch {prefetch_horizon}, postfetch {postfetch_horizon}"
+            )
+        self.prefetch_horizon = int(prefetch_horizon)
+        self.postfetch_horizon = int(postfetch_horizon)
+        offsets = list(range(-self.prefetch_horizon, self.postfetch_horizon + 1))
+        super().__init__(batch, offsets, get_valid_mask_function, fill_invalid_data, stack_metadata)
+
+
+def _parse_offsets(fixed_offset: Any, batch: BatchBase) -> list[int]:
+    backend = get_backend_or_none(fixed_offset)
+    values = backend.to_numpy(fixed_offset) if backend is not None else np.asarray(fixed_offset)
+    if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "iu":
+        raise SpaceMismatchError(f"fixed_offset must be a non-empty 1-D list of ints, got {fixed_offset!r}")
+    offsets = [int(v) for v in values]
+    if any(b <= a for a, b in zip(offsets, offsets[1:])) or 0 not in offsets:
+        raise SpaceMismatchError(f"fixed_offset must be strictly increasing and contain 0, got {offsets}")
+    return offsets
+
+
+def _reshape_leading(space: Space, data: Any, rows: int, size: int) -> Any:
+    """Turn the leading ``rows * size`` axis of every leaf into ``(rows, size)``."""
+    return optree.tree_map(lambda leaf: _reshape(leaf, (rows, size, *leaf.shape[1:])), data)
+
+
+def _gather_windows(space: Space, data: Any, flat_index: Array, rows: int, size: int) -> Any:
+    """``leaf.reshape(rows * size, ...)[flat_index].reshape(rows, size, ...)`` for every leaf."""
+
+    def gather(leaf: Any) -> Any:
+        flat = _reshape(leaf, (rows * size, *leaf.shape[2:]))
+        if isinstance(flat, np.ndarray) and flat.dtype == object:
+            picked = flat[np.asarray(flat_index)]
+        else:
+            picked = get_backend(flat).xp.take(flat, flat_index, axis=0)
+        return _reshape(picked, (rows, size, *leaf.shape[2:]))
+
+    return optree.tree_map(gather, data)
+
+
+def _reshape(leaf: Any, shape: Sequence[int]) -> Any:
+    if isinstance(leaf, np.ndarray):
+        return leaf.reshape(tuple(shape))
+    return get_backend(leaf).xp.reshape(leaf, tuple(shape))
