@@ -56,18 +56,26 @@ def normalize_index(
     if isinstance(index, (int, np.integer)):
         return _check_int(int(index), length)
     if isinstance(index, slice):
-        return backend.asarray(np.arange(*index.indices(length)), dtype=backend.default_index_dtype, device=device)
+        return backend.asarray(_slice_positions(index, length), dtype=backend.default_index_dtype, device=device)
     if isinstance(index, EllipsisType):
         return backend.asarray(np.arange(length), dtype=backend.default_index_dtype, device=device)
     source = get_backend_or_none(index)
     if source is None:
         if isinstance(index, (list, tuple)) and all(isinstance(i, (int, np.integer, bool, np.bool_)) for i in index):
-            return _normalize_array(np.asarray(index), length, backend, device)
+            array = np.asarray(index)
+            return _normalize_array(array if array.size else array.astype(np.int64), length, backend, device)
         raise InvalidIndexError(
             f"unsupported index {index!r} ({type(index).__name__}); expected an int, slice, ..., "
             "or a 1-D integer or boolean array"
         )
     return _normalize_array(index, length, backend, device)
+
+
+def _slice_positions(index: slice, length: int) -> np.ndarray:
+    positions = range(*index.indices(length))
+    if abs(positions.step) >= max(length, 1):  # at most one position; the step may not fit int64
+        return np.asarray(list(positions), dtype=np.int64)
+    return np.arange(positions.start, positions.stop, positions.step, dtype=np.int64)
 
 
 def _check_int(index: int, length: int) -> int:
