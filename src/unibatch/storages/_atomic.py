@@ -1,0 +1,48 @@
+"""Atomic, durable small-file writes: write a temporary file, fsync it, rename it into place."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` by ``data`` so that readers see the old or the new content, never a mix."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    fsync_directory(path.parent)
+
+
+def atomic_write_json(path: str | os.PathLike[str], payload: Any) -> None:
+    """:func:`atomic_write_bytes` of ``payload`` as strict, indented JSON."""
+    atomic_write_bytes(path, json.dumps(payload, indent=1, allow_nan=False, sort_keys=True).encode())
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """The JSON document at ``path`` (errors name the file)."""
+    from unibatch.errors import FormatVersionError
+
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read())
+    except json.JSONDecodeError as error:
+        raise FormatVersionError(f"{path} is not valid JSON: {error}") from error
+
+
+def fsync_directory(path: str | os.PathLike[str]) -> None:
+    """Make a rename in ``path`` durable (no-op where directories cannot be opened)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

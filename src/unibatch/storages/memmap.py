@@ -1,0 +1,264 @@
+"""``MemmapStorage``: the embedded default for persistence, one raw file per leaf.
+
+Layout of the storage directory::
+
+    memmap.json        {"format_version", "capacity", "rows", "length", "leaves": [...]}
+    leaf_000.bin       rows x leaf bytes, row-major, no header (offset 0 is page aligned)
+    leaf_001.bin       ...
+
+Reads gather straight from the mapped files (page-cache speed, no decoding) with one
+``np.take`` per leaf, then hand the result to the space's backend (zero-copy for PyTorch).
+The storage pickles as its path, so forked and spawned processes reopen the same files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from typing_extensions import Self
+
+from unibatch.backends import get_backend_or_none
+from unibatch.errors import FormatVersionError, SpaceMismatchError, UnsupportedOperationError
+from unibatch.spaces import Space
+from unibatch.storages._atomic import atomic_write_json, read_json
+from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
+from unibatch.storages._leaves import Leaf, assemble, leaf_table, split_value, texts_to_objects
+from unibatch.storages._registry import register_storage
+
+SIDECAR = "memmap.json"
+FORMAT_VERSION = 1
+DEFAULT_INITIAL_ROWS = 1024
+
+
+@register_storage("memmap")
+class MemmapStorage(SpaceStorage):
+    """Values of a space in memory-mapped raw files, fixed or growable capacity.
+
+    Use :meth:`create` and :meth:`load_from`; the constructor opens an existing directory.
+    """
+
+    is_multiprocessing_safe = True
+
+    def __init__(
+        self, single_instance_space: Space, path: PathLike, *, read_only: bool = True, owns_directory: bool = False
+    ) -> None:
+        super().__init__(single_instance_space)
+        self.cache_filename = Path(path)
+        self.is_mutable = not read_only
+        self._owns_directory = owns_directory
+        self._leaves = leaf_table(single_instance_space)
+        self._arrays: list[np.memmap] | None = None
+        sidecar = _read_sidecar(self.cache_filename)
+        _check_leaves(sidecar, self._leaves, self.cache_filename)
+        self.capacity = sidecar["capacity"]
+        self._rows = int(sidecar["rows"])
+        self._length = int(sidecar["length"]) if self.capacity is None else self.capacity
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(
+        cls,
+        single_instance_space: Space,
+        *args: Any,
+        capacity: int | None,
+        cache_path: PathLike | None = None,
+        multiprocessing: bool = False,
+        initial_rows: int = DEFAULT_INITIAL_ROWS,
+        **kwargs: Any,
+    ) -> Self:
+        """Create the directory ``cache_path`` with zero-filled (sparse) files for ``capacity`` rows.
+
+        Args:
+            single_instance_space: the space of one value.
+            capacity: number of rows, or None for a growable storage.
+            cache_path: the directory to create (must not exist or be empty).
+            multiprocessing: accepted for API compatibility; memmaps are always shareable.
+            initial_rows: rows allocated at first for a growable storage (doubles as needed).
+        """
+        if args or kwargs:
+            raise TypeError(f"MemmapStorage.create got unexpected arguments {args or ''} {sorted(kwargs)}")
+        if cache_path is None:
+            raise UnsupportedOperationError("MemmapStorage needs a cache_path (use MemoryStorage for memory)")
+        if capacity is not None and capacity <= 0:
+            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        path = Path(cache_path)
+        if path.exists() and any(path.iterdir()):
+            raise FileExistsError(f"{path} already exists and is not empty")
+        path.mkdir(parents=True, exist_ok=True)
+        rows = capacity if capacity is not None else max(int(initial_rows), 1)
+        leaves = leaf_table(single_instance_space)
+        for position, leaf in enumerate(leaves):
+            with open(path / _file_name(position), "wb") as handle:
+                handle.truncate(rows * leaf.row_bytes)
+        _write_sidecar(path, capacity, rows, 0, leaves)
+        return cls(single_instance_space, path, read_only=False)
+
+    @classmethod
+    def load_from(
+        cls,
+        path: PathLike,
+        single_instance_space: Space,
+        *,
+        capacity: int | None = None,
+        read_only: bool = True,
+        multiprocessing: bool = False,
+        **kwargs: Any,
+    ) -> Self:
+        """Open the storage at ``path``; its leaves must match ``single_instance_space``."""
+        if kwargs:
+            raise TypeError(f"MemmapStorage.load_from got unexpected arguments {sorted(kwargs)}")
+        storage = cls(single_instance_space, path, read_only=read_only)
+        if capacity is not None and storage.capacity != capacity:
+            raise SpaceMismatchError(f"{path} holds capacity {storage.capacity}, expected {capacity}")
+        return storage
+
+    # ------------------------------------------------------------------ files
+    def _open(self) -> list[np.memmap]:
+        if self._arrays is None:
+            mode = "r" if not self.is_mutable else "r+"
+            self._arrays = [
+                np.memmap(self.cache_filename / _file_name(i), dtype=leaf.numpy_dtype, mode=mode, shape=(self._rows, *leaf.shape))
+                for i, leaf in enumerate(self._leaves)
+            ]
+        return self._arrays
+
+    def _ensure_rows(self, needed: int) -> None:
+        """Another process may have grown the files: remap when a row beyond ours is asked for."""
+        if needed > self._rows:
+            sidecar = _read_sidecar(self.cache_filename)
+            self._rows = int(sidecar["rows"])
+            self._arrays = None
+            if needed > self._rows:
+                raise IndexError(f"row {needed - 1} is beyond the {self._rows} rows of {self.cache_filename}")
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _resize(self, length: int) -> None:
+        if length > self._rows:
+            rows = max(length, 2 * self._rows)
+            self._arrays = None
+            for position, leaf in enumerate(self._leaves):
+                with open(self.cache_filename / _file_name(position), "r+b") as handle:
+                    handle.truncate(rows * leaf.row_bytes)
+            self._rows = rows
+            _write_sidecar(self.cache_filename, self.capacity, rows, self._length, self._leaves)
+        self._length = length
+
+    # ------------------------------------------------------------------ data
+    def get(self, index: StorageIndex) -> Any:
+        arrays = self._open()
+        host_index = _host_index(index)
+        if self.capacity is None:
+            self._ensure_rows(_max_row(host_index) + 1)
+            arrays = self._open()
+        if isinstance(host_index, np.ndarray):
+            values = [np.take(array, host_index, axis=0) for array in arrays]
+        else:
+            values = [np.array(array[host_index]) for array in arrays]
+        return assemble(self.single_instance_space, [self._to_backend(leaf, v) for leaf, v in zip(self._leaves, values, strict=True)])
+
+    def _to_backend(self, leaf: Leaf, value: np.ndarray) -> Any:
+        if leaf.is_text:
+            return texts_to_objects(value)
+        return self.backend.from_numpy(value, device=self.device)
+
+    def set(self, index: StorageIndex, value: Any) -> None:
+        self._check_writable("set")
+        arrays = self._open()
+        host_index = _host_index(index)
+        for array, leaf_value in zip(arrays, split_value(self.single_instance_space, value), strict=True):
+            backend = get_backend_or_none(leaf_value)
+            array[host_index] = backend.to_numpy(leaf_value) if backend is not None else leaf_value
+
+    def clear(self) -> None:
+        if self.capacity is None:
+            self._check_writable("clear")
+            self._length = 0
+
+    # ------------------------------------------------------------------ persistence
+    def flush(self) -> None:
+        """msync the mapped files and record the current length in the sidecar."""
+        if not self.is_mutable:
+            return
+        for array in self._arrays or []:
+            array.flush()
+        _write_sidecar(self.cache_filename, self.capacity, self._rows, self._length, self._leaves)
+
+    def dumps(self, path: PathLike) -> None:
+        """Flush in place, or copy the files to a new directory ``path``."""
+        self.flush()
+        target = Path(path)
+        if target.resolve() == self.cache_filename.resolve():
+            return
+        target.mkdir(parents=True, exist_ok=True)
+        for position in range(len(self._leaves)):
+            shutil.copyfile(self.cache_filename / _file_name(position), target / _file_name(position))
+        _write_sidecar(target, self.capacity, self._rows, self._length, self._leaves)
+
+    def close(self) -> None:
+        self._arrays = None
+        if self._owns_directory and self.cache_filename.exists():
+            shutil.rmtree(self.cache_filename, ignore_errors=True)
+            self._owns_directory = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_arrays"] = None
+        state["_owns_directory"] = False  # only the creating process deletes a temporary directory
+        return state
+
+
+def _file_name(position: int) -> str:
+    return f"leaf_{position:03d}.bin"
+
+
+def _host_index(index: StorageIndex) -> Any:
+    backend = get_backend_or_none(index)
+    return index if backend is None else np.asarray(backend.to_numpy(index))
+
+
+def _max_row(index: Any) -> int:
+    if isinstance(index, slice):
+        return index.stop - 1 if index.stop is not None else -1
+    if isinstance(index, np.ndarray):
+        return int(index.max()) if index.size else -1
+    return int(index)
+
+
+def _write_sidecar(path: Path, capacity: int | None, rows: int, length: int, leaves: list[Leaf]) -> None:
+    atomic_write_json(
+        path / SIDECAR,
+        {
+            "format_version": FORMAT_VERSION,
+            "capacity": capacity,
+            "rows": rows,
+            "length": length,
+            "leaves": [{"name": leaf.name, "dtype": leaf.numpy_dtype.str, "shape": list(leaf.shape)} for leaf in leaves],
+        },
+    )
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    sidecar = path / SIDECAR
+    if not sidecar.exists():
+        raise FileNotFoundError(f"{path} is not a memmap storage: {SIDECAR} is missing")
+    data = read_json(sidecar)
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise FormatVersionError(f"{sidecar} has format_version {version!r}; this unibatch reads up to {FORMAT_VERSION}")
+    return data
+
+
+def _check_leaves(sidecar: dict[str, Any], leaves: list[Leaf], path: Path) -> None:
+    stored = [(leaf["name"], np.dtype(leaf["dtype"]).str, tuple(leaf["shape"])) for leaf in sidecar["leaves"]]
+    expected = [(leaf.name, leaf.numpy_dtype.str, leaf.shape) for leaf in leaves]
+    if stored != expected:
+        raise SpaceMismatchError(f"{path} stores leaves {stored}, but the space has {expected}")
+    for position in range(len(leaves)):
+        if not os.path.exists(path / _file_name(position)):
+            raise FileNotFoundError(f"{path / _file_name(position)} is missing")

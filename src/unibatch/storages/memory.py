@@ -1,0 +1,158 @@
+"""``MemoryStorage``: one array per leaf in memory, on any backend and device."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from typing_extensions import Self
+
+from unibatch.spaces import Space
+from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
+from unibatch.storages._leaves import Leaf, assemble, leaf_table, split_value
+from unibatch.storages._registry import register_storage
+from unibatch.storages.memmap import MemmapStorage
+
+DEFAULT_INITIAL_ROWS = 1024
+SHARED_MEMORY_ROOT = "/dev/shm"
+
+
+@register_storage("memory")
+class MemoryStorage(SpaceStorage):
+    """Arrays of shape ``(rows, *leaf_shape)`` on the space's backend and device.
+
+    Text leaves are NumPy object arrays on every backend. A growable storage doubles its
+    allocation as it grows. With ``multiprocessing=True`` :meth:`create` returns a
+    :class:`MemmapStorage` in a temporary directory of shared memory (``/dev/shm``), which
+    forked and spawned processes map without copying; it is deleted when closed.
+    """
+
+    def __init__(self, single_instance_space: Space, arrays: list[Any], capacity: int | None, length: int) -> None:
+        super().__init__(single_instance_space)
+        self._leaves = leaf_table(single_instance_space)
+        self._arrays = arrays
+        self.capacity = capacity
+        self._length = length
+
+    @classmethod
+    def create(
+        cls,
+        single_instance_space: Space,
+        *args: Any,
+        capacity: int | None,
+        cache_path: PathLike | None = None,
+        multiprocessing: bool = False,
+        initial_rows: int = DEFAULT_INITIAL_ROWS,
+        **kwargs: Any,
+    ) -> Any:
+        """Allocate zero-filled arrays for ``capacity`` rows (``None``: growable)."""
+        if args or kwargs:
+            raise TypeError(f"MemoryStorage.create got unexpected arguments {args or ''} {sorted(kwargs)}")
+        if capacity is not None and capacity <= 0:
+            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        if multiprocessing:
+            root = SHARED_MEMORY_ROOT if Path(SHARED_MEMORY_ROOT).is_dir() else None
+            directory = Path(tempfile.mkdtemp(prefix="unibatch-", dir=root)) / "storage"
+            shared = MemmapStorage.create(single_instance_space, capacity=capacity, cache_path=directory, initial_rows=initial_rows)
+            shared._owns_directory = True
+            return shared
+        rows = capacity if capacity is not None else max(int(initial_rows), 1)
+        leaves = leaf_table(single_instance_space)
+        arrays = [_allocate(leaf, rows) for leaf in leaves]
+        return cls(single_instance_space, arrays, capacity, 0 if capacity is None else capacity)
+
+    @classmethod
+    def load_from(
+        cls,
+        path: PathLike,
+        single_instance_space: Space,
+        *,
+        capacity: int | None = None,
+        read_only: bool = True,
+        multiprocessing: bool = False,
+        **kwargs: Any,
+    ) -> Self:
+        """Read a storage written by :meth:`dumps` (the memmap layout) into memory."""
+        source = MemmapStorage.load_from(path, single_instance_space, capacity=capacity, read_only=True)
+        length = len(source)
+        storage = cls.create(single_instance_space, capacity=source.capacity, initial_rows=max(length, 1))
+        if source.capacity is None:
+            storage._resize(length)
+        if length:
+            storage.set(slice(0, length), source.get(slice(0, length)))
+        storage.is_mutable = not read_only
+        source.close()
+        return storage
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _resize(self, length: int) -> None:
+        rows = self._arrays[0].shape[0] if self._arrays else 0
+        if length > rows:
+            grown = max(length, 2 * rows)
+            self._arrays = [_grow(leaf, array, grown, self._length) for leaf, array in zip(self._leaves, self._arrays, strict=True)]
+        self._length = length
+
+    def get(self, index: StorageIndex) -> Any:
+        values = []
+        for leaf, array in zip(self._leaves, self._arrays, strict=True):
+            if leaf.is_text:
+                picked = array[_host(self, index)]
+                values.append(picked if isinstance(picked, str) else np.array(picked, dtype=object))
+            elif isinstance(index, (int, slice)):
+                values.append(self.backend.xp.asarray(array[index], copy=True))
+            else:
+                values.append(self.backend.xp.take(array, index, axis=0))
+        return assemble(self.single_instance_space, values)
+
+    def set(self, index: StorageIndex, value: Any) -> None:
+        self._check_writable("set")
+        at = self.backend.at
+        leaves = split_value(self.single_instance_space, value)
+        for position, (leaf, leaf_value) in enumerate(zip(self._leaves, leaves, strict=True)):
+            if leaf.is_text:
+                self._arrays[position][_host(self, index)] = leaf_value
+            else:
+                self._arrays[position] = at(self._arrays[position])[index].set(leaf_value)
+
+    def clear(self) -> None:
+        if self.capacity is None:
+            self._check_writable("clear")
+            self._length = 0
+
+    def dumps(self, path: PathLike) -> None:
+        """Write the rows to ``path`` in the memmap layout (reload with :meth:`load_from`)."""
+        target = MemmapStorage.create(self.single_instance_space, capacity=self.capacity, cache_path=path, initial_rows=max(self._length, 1))
+        if self.capacity is None:
+            target._resize(self._length)
+        if self._length:
+            target.set(slice(0, self._length), self.get(slice(0, self._length)))
+        target.flush()
+        target.close()
+
+
+def _allocate(leaf: Leaf, rows: int) -> Any:
+    if leaf.is_text:
+        return np.full((rows, *leaf.shape), "", dtype=object)
+    space = leaf.space
+    return space.backend.xp.zeros((rows, *leaf.shape), dtype=space.dtype, device=space.device)
+
+
+def _grow(leaf: Leaf, array: Any, rows: int, keep: int) -> Any:
+    grown = _allocate(leaf, rows)
+    if keep:
+        if leaf.is_text:
+            grown[:keep] = array[:keep]
+        else:
+            grown = leaf.space.backend.at(grown)[:keep].set(array[:keep])
+    return grown
+
+
+def _host(storage: MemoryStorage, index: StorageIndex) -> Any:
+    if isinstance(index, (int, slice)):
+        return index
+    return np.asarray(storage.backend.to_numpy(index))
+
