@@ -6,13 +6,14 @@ backend (the ``backend`` fixture of ``tests/conftest.py``):
 
 - the target space (when the case states it) and that of ``batch_space(source, 1)``;
 - values, dtypes and membership of the results in the target space;
-- the same per-sample results with 0, 1 and 2 leading batch axes, also when the source space
-  passed is ``batch_space(source, 1)``;
+- the same per-sample results with 0, 1 and 2 leading batch axes, and when the source space
+  passed is ``batch_space(source, 1)``: data ``(1, *shape)`` and ``(2, n, *shape)``;
 - the JSON round trip (``allow_nan=False``): equal transformation, same output;
 - the inverse (:class:`InvertibleContract`) or its absence (:class:`NonInvertibleContract`).
 
 Samples are trees (dicts) of NumPy arrays for DictSpace cases; expected arrays carry the
-intended dtype (``float64``/``int64`` become 32-bit on JAX).
+intended dtype (``float64``/``int64`` become 32-bit on JAX). Shapes are few on purpose: JAX
+compiles every operation once per operand shape, which dominates the run time.
 """
 
 from __future__ import annotations
@@ -53,10 +54,6 @@ def stack(trees: list[Any]) -> Any:
     return optree.tree_map(lambda *leaves: np.stack(leaves), *trees)
 
 
-def add_axis(tree: Any) -> Any:
-    return optree.tree_map(lambda a: np.asarray(a)[None], tree)
-
-
 def with_batch_axes(samples: list[Any], leading: int) -> Any:
     """``samples`` with ``leading`` batch axes: 0 -> the first sample, 1 -> all stacked,
     2 -> ``(2, n)``: the stack and the reversed stack."""
@@ -65,12 +62,6 @@ def with_batch_axes(samples: list[Any], leading: int) -> Any:
     if leading == 1:
         return stack(samples)
     return stack([stack(samples), stack(samples[::-1])])
-
-
-def batched_space(space: Space, batch_shape: tuple[int, ...]) -> Space:
-    for n in reversed(batch_shape):
-        space = batch_space(space, n)
-    return space
 
 
 def assert_tree_close(actual: Any, expected: Any, *, atol: float = 1e-6, rtol: float = 1e-6) -> None:
@@ -101,7 +92,7 @@ def assert_spaces_close(actual: Space, expected: Space) -> None:
     assert type(actual) is type(expected)
     if isinstance(expected, DictSpace):
         assert list(actual.keys()) == list(expected.keys())
-        for key in expected.keys():
+        for key in expected:
             assert_spaces_close(actual[key], expected[key])
     elif isinstance(expected, BoxSpace):
         assert actual.shape == expected.shape
@@ -139,9 +130,6 @@ class TransformationContract:
     def case(self, backend: Any) -> Case:
         return self.make_case(backend)
 
-    def _expected(self, case: Case, leading: int) -> Any:
-        return with_batch_axes(case.expected, leading)
-
     def test_target_space(self, case: Case) -> None:
         target = case.transformation.get_target_space_from_source(case.source)
         if case.target is not None:
@@ -165,21 +153,22 @@ class TransformationContract:
     def test_leading_batch_axes(self, backend: Any, case: Case, leading: int) -> None:
         data = tree_to_backend(backend, with_batch_axes(case.samples, leading))
         result = case.transformation.transform(case.source, data)
-        expected = self._expected(case, leading)
+        expected = with_batch_axes(case.expected, leading)
         assert_tree_close(result, expected, atol=self.atol, rtol=self.rtol)
         assert_tree_dtypes(backend, result, expected)
-        target = case.transformation.get_target_space_from_source(case.source)
-        batch_shape = np.shape(optree.tree_leaves(expected)[0])[:leading]
-        assert result in batched_space(target, batch_shape)
 
-    @pytest.mark.parametrize("leading", [0, 1, 2], ids=["0-extra", "1-extra", "2-extra"])
+    @pytest.mark.parametrize("leading", [0, 1], ids=["batch-of-1", "extra-axis-and-batch-of-n"])
     def test_source_is_batch_space_of_one(self, backend: Any, case: Case, leading: int) -> None:
+        """With ``batch_space(source, 1)``: data of exactly that space, ``(1, *shape)``, and data
+        ``(2, n, *shape)`` with one more leading axis whose size-1 batch axis broadcasts to n."""
         source = batch_space(case.source, 1)
-        samples = [add_axis(sample) for sample in case.samples]
-        expected = [add_axis(value) for value in case.expected]
-        data = tree_to_backend(backend, with_batch_axes(samples, leading))
-        result = case.transformation.transform(source, data)
-        assert_tree_close(result, with_batch_axes(expected, leading), atol=self.atol, rtol=self.rtol)
+        if leading == 0:
+            data, want = stack(case.samples[:1]), stack(case.expected[:1])
+        else:
+            data, want = with_batch_axes(case.samples, 2), with_batch_axes(case.expected, 2)
+        result = case.transformation.transform(source, tree_to_backend(backend, data))
+        assert_tree_close(result, want, atol=self.atol, rtol=self.rtol)
+        assert_tree_dtypes(backend, result, want)
 
     def test_json_round_trip(self, backend: Any, case: Case) -> None:
         t = case.transformation
@@ -189,7 +178,9 @@ class TransformationContract:
         assert rebuilt == t
         assert json.loads(json.dumps(transformation_to_json(rebuilt), allow_nan=False)) == json.loads(text)
         data = tree_to_backend(backend, with_batch_axes(case.samples, 1))
-        assert_tree_close(rebuilt.transform(case.source, data), tree_to_numpy(t.transform(case.source, data)), atol=0, rtol=0)
+        assert_tree_close(
+            rebuilt.transform(case.source, data), tree_to_numpy(t.transform(case.source, data)), atol=0, rtol=0
+        )
 
 
 class InvertibleContract(TransformationContract):

@@ -74,8 +74,8 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
         name = dtype_to_name(x.dtype)
         if name == "bfloat16":
             tensor = torch.from_numpy(np.array(x.view(np.int16))).view(torch.bfloat16)
-        elif not x.flags.writeable:
-            tensor = torch.from_numpy(np.array(x))
+        elif not x.flags.writeable or any(stride < 0 for stride in x.strides):
+            tensor = torch.from_numpy(np.array(x))  # torch cannot share read-only or reversed memory
         else:
             tensor = torch.from_numpy(x)
         if dtype is not None:

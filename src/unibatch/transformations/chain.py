@@ -64,7 +64,7 @@ class ChainedTransformation(DataTransformation):
         if source_space is None:
             raise SpaceMismatchError("ChainedTransformation.direction_inverse needs the source space")
         spaces = self._spaces(source_space)
-        steps = [t.direction_inverse(s) for t, s in zip(self.transformations, spaces, strict=True)]
+        steps = [t.direction_inverse(s) for t, s in zip(self.transformations, spaces[:-1], strict=True)]
         return ChainedTransformation(steps[::-1])
 
     def close(self) -> None:

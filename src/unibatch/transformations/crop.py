@@ -65,4 +65,5 @@ class CropTransformation(DataTransformation):
         return bound[tuple(index)]
 
     def transform(self, source_space: Space, data: Any) -> Any:
+        self._check(source_space)
         return data[self._slices()]

@@ -20,7 +20,9 @@ KeyPath = tuple[str, ...]
 
 def _parse_paths(keys: Sequence[str | Sequence[str]]) -> list[KeyPath]:
     """Each key is a top-level name or a sequence of names (a nested path)."""
-    paths = [(key,) if isinstance(key, str) else tuple(key) for key in keys]
+    if isinstance(keys, str):
+        keys = [keys]
+    paths = [(key,) if isinstance(key, str) else tuple(key) if isinstance(key, Sequence) else () for key in keys]
     if not paths or any(not path or not all(isinstance(k, str) for k in path) for path in paths):
         raise SpaceMismatchError(f"expected a non-empty list of keys or key paths, got {keys!r}")
     return paths
@@ -106,10 +108,7 @@ class DictTransformation(DataTransformation):
         return all(t.has_inverse for t in self.transformations.values())
 
     def config(self) -> JsonDict:
-        return {key: transformation_to_json(t) for key, t in self.transformations.items()}
-
-    def serialize(self, source_space: Space | None = None) -> JsonDict:
-        return {"name": "dict", "configuration": {"transformations": self.config()}}
+        return {"transformations": {key: transformation_to_json(t) for key, t in self.transformations.items()}}
 
     @classmethod
     def deserialize_from(cls, json: JsonDict, source_space: Space | None = None) -> DictTransformation:

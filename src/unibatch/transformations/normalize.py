@@ -31,7 +31,7 @@ class NormalizeTransformation(DataTransformation):
     has_inverse = True
 
     def __init__(self, mean: Any, std: Any, new_dtype: Any = None) -> None:
-        if np.any(np.asarray(std, dtype=np.float64) <= 0):
+        if not np.all(np.asarray(std, dtype=np.float64) > 0):  # also rejects NaN
             raise SpaceMismatchError(f"NormalizeTransformation needs std > 0, got {std!r}")
         self.mean = np.asarray(mean, dtype=np.float64).tolist()
         self.std = np.asarray(std, dtype=np.float64).tolist()
@@ -50,10 +50,12 @@ class NormalizeTransformation(DataTransformation):
         if self._target is not None and self._target[0] is source_space:
             return self._target[1]
         box = require_box(source_space, "NormalizeTransformation")
-        mean, std = np.asarray(self.mean), np.asarray(self.std)
+        mean, std, dtype = np.asarray(self.mean), np.asarray(self.std), self._target_dtype(box)
         with np.errstate(invalid="ignore", over="ignore"):
             low, high = ((b.astype(np.float64) - mean) / std for b in box.host_bounds())
-        target = BoxSpace(box.backend, low, high, self._target_dtype(box), box.device, shape=box.shape)
+        if box.backend.dtype_is_real_integer(dtype):  # rounded to nearest, as the values are
+            low, high = np.round(low), np.round(high)
+        target = BoxSpace(box.backend, low, high, dtype, box.device, shape=box.shape)
         self._target = (source_space, target)
         return target
 
@@ -63,7 +65,10 @@ class NormalizeTransformation(DataTransformation):
         backend, xp = box.backend, box.backend.xp
         work = work_dtype(box, target.dtype)
         mean, std = (backend.asarray(v, dtype=work, device=box.device) for v in (self.mean, self.std))
-        return cast_result(target, (xp.astype(data, work) - mean) / std, target.dtype)
+        # Clipped like RescaleTransformation: backends round (x - mean) / std differently from the
+        # float64 bounds (JAX divides by a reciprocal), which could leave the target space.
+        low, high = (xp.astype(b, work) for b in target.abbreviated_bounds())
+        return cast_result(target, xp.clip((xp.astype(data, work) - mean) / std, low, high), target.dtype)
 
     def direction_inverse(self, source_space: Space | None = None) -> DataTransformation:
         if source_space is None:

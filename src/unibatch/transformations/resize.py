@@ -54,14 +54,15 @@ class ImageResizeTransformation(DataTransformation):
             raise SpaceMismatchError(
                 f"ImageResizeTransformation({self.layout}) needs a BoxSpace of rank >= {rank}, got {space!r}"
             )
+        axes = [len(space.shape) + a for a in _LAYOUT_AXES[self.layout]]
+        if any(b.shape[axis] != 1 for b in space.host_bounds() for axis in axes):
+            raise SpaceMismatchError("ImageResizeTransformation needs bounds that are uniform over height and width")
         return space
 
     def get_target_space_from_source(self, source_space: Space) -> BoxSpace:
         box = self._check(source_space)
         h_axis, w_axis = (len(box.shape) + a for a in _LAYOUT_AXES[self.layout])
         low, high = box.host_bounds()
-        if any(b.shape[axis] != 1 for b in (low, high) for axis in (h_axis, w_axis)):
-            raise SpaceMismatchError("ImageResizeTransformation needs bounds that are uniform over height and width")
         shape = list(box.shape)
         shape[h_axis], shape[w_axis] = self.height, self.width
         return BoxSpace(box.backend, low, high, box.dtype, box.device, shape=tuple(shape))
