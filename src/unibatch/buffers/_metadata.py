@@ -1,0 +1,40 @@
+"""Versioned buffer metadata: read once, written atomically, refused when newer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from unibatch.errors import FormatVersionError
+from unibatch.storages._atomic import atomic_write_json, read_json
+
+METADATA_FILE = "metadata.json"
+FORMAT_VERSION = 1
+
+
+def write_metadata(directory: str | Path, payload: dict[str, Any]) -> None:
+    """Atomically replace ``directory/metadata.json`` with ``payload`` plus ``format_version``."""
+    atomic_write_json(Path(directory) / METADATA_FILE, {"format_version": FORMAT_VERSION, **payload})
+
+
+def read_metadata(directory: str | Path, expected_type: str | None = None) -> dict[str, Any] | None:
+    """The metadata in ``directory``, or None when there is none (or of another ``type``).
+
+    Raises:
+        FormatVersionError: the file is not valid JSON, has no integer ``format_version``, or
+            was written by a newer unibatch.
+    """
+    path = Path(directory) / METADATA_FILE
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise FormatVersionError(f"{path} does not hold a JSON object")
+    version = data.get("format_version")
+    if not isinstance(version, int):
+        raise FormatVersionError(f"{path} has no integer format_version (not written by unibatch?)")
+    if version > FORMAT_VERSION:
+        raise FormatVersionError(f"{path} has format_version {version}; this unibatch reads up to {FORMAT_VERSION}")
+    if expected_type is not None and data.get("type") != expected_type:
+        return None
+    return data

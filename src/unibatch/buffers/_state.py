@@ -1,0 +1,63 @@
+"""The ring state of a buffer (count, offset), plain or shared between processes."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+
+class RingState:
+    """``count`` and ``offset`` with a lock; shared through ``multiprocessing`` when asked.
+
+    In shared mode both counters live in shared memory and one ``RLock`` guards them, so one
+    writer and many readers in other processes see the same state. Views of a buffer (columns)
+    hold the same ``RingState`` and therefore follow every change.
+    """
+
+    def __init__(self, count: int = 0, offset: int = 0, shared: bool = False, context: Any = None) -> None:
+        self.shared = shared
+        if shared:
+            ctx = context or multiprocessing.get_context()
+            self._count: Any = ctx.Value("q", count, lock=False)
+            self._offset: Any = ctx.Value("q", offset, lock=False)
+            self.lock: Any = ctx.RLock()
+        else:
+            self._count, self._offset = count, offset
+            self.lock = threading.RLock()
+
+    @property
+    def count(self) -> int:
+        return int(self._count.value) if self.shared else self._count
+
+    @property
+    def offset(self) -> int:
+        return int(self._offset.value) if self.shared else self._offset
+
+    def publish(self, count: int, offset: int) -> None:
+        """Set both counters (callers hold :attr:`lock`)."""
+        if self.shared:
+            self._count.value, self._offset.value = count, offset
+        else:
+            self._count, self._offset = count, offset
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the lock in shared mode; a no-op in a single process (the GIL orders writes)."""
+        if not self.shared:
+            yield
+            return
+        with self.lock:
+            yield
+
+    def __getstate__(self) -> dict[str, Any]:
+        if not self.shared:
+            return {"shared": False, "_count": self._count, "_offset": self._offset, "lock": None}
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.lock is None:
+            self.lock = threading.RLock()

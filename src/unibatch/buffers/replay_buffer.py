@@ -1,0 +1,382 @@
+"""``ReplayBuffer``: ring semantics over a ``SpaceStorage``, with persistence and sharing.
+
+Logical index 0 is the oldest row. Appending to a full fixed-capacity ring overwrites the
+oldest rows. With a ``cache_path`` the buffer is persistent: ``flush()`` (and ``dumps`` to its
+own path) commits the rows written so far by replacing ``metadata.json`` atomically, and a
+writer killed at any point leaves a buffer that reopens with every committed row intact and no
+torn row: before the bytes of committed slots change, those slots leave the committed range.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from typing_extensions import Self
+
+from unibatch._typing import Array, Device
+from unibatch.backends import ComputeBackend
+from unibatch.batches import BatchBase
+from unibatch.batches._base import Metadata
+from unibatch.batches._indexing import NormalizedIndex, is_single
+from unibatch.buffers import ring
+from unibatch.buffers._metadata import read_metadata, write_metadata
+from unibatch.buffers._state import RingState
+from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
+from unibatch.spaces import Space, batch_size_data, get_at, json_to_space, space_to_json
+from unibatch.storages import SpaceStorage, storage_class
+
+PathLike = str | os.PathLike[str]
+BUFFER_TYPE = "ReplayBuffer"
+COMMIT_RESERVE_FRACTION = 16
+"""In a full persistent ring, one commit drops ``capacity // 16`` soon-to-be-overwritten rows
+from the committed range, so commits happen once per that many appends, not per append."""
+
+
+class ReplayBuffer(BatchBase):
+    """Ring-buffer style batch storage built on top of a :class:`SpaceStorage`.
+
+    Args:
+        storage: where rows live (physical slots).
+        storage_path_relative: the storage's path inside ``cache_path``.
+        count: number of valid rows.
+        offset: physical slot of logical row 0.
+        cache_path: directory of a persistent buffer (``metadata.json`` + storage), or None.
+        multiprocessing: share ``count``/``offset`` and a lock with other processes.
+    """
+
+    def __init__(
+        self,
+        storage: SpaceStorage,
+        storage_path_relative: str,
+        count: int = 0,
+        offset: int = 0,
+        cache_path: PathLike | None = None,
+        multiprocessing: bool = False,
+    ) -> None:
+        super().__init__(storage.single_instance_space, None)
+        if multiprocessing and storage.is_mutable and not storage.is_multiprocessing_safe:
+            raise UnsupportedOperationError(f"{type(storage).__name__} cannot be shared between processes")
+        self.storage = storage
+        self._storage_path_relative = storage_path_relative
+        self._cache_path = None if cache_path is None else Path(cache_path)
+        self._multiprocessing = multiprocessing
+        self._state = RingState(count, offset, shared=multiprocessing and storage.is_mutable)
+        self._committed = (count, offset)
+        self._closed = False
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def cache_path(self) -> Path | None:
+        return self._cache_path
+
+    @property
+    def storage_path_relative(self) -> str:
+        return self._storage_path_relative
+
+    @property
+    def count(self) -> int:
+        return self._state.count
+
+    @count.setter
+    def count(self, value: int) -> None:
+        self._state.publish(int(value), self._state.offset)
+
+    @property
+    def offset(self) -> int:
+        return self._state.offset
+
+    @offset.setter
+    def offset(self, value: int) -> None:
+        self._state.publish(self._state.count, int(value))
+
+    @property
+    def capacity(self) -> int | None:
+        return self.storage.capacity
+
+    @property
+    def backend(self) -> ComputeBackend:
+        return self.storage.backend
+
+    @property
+    def device(self) -> Device | None:
+        return self.storage.device
+
+    @property
+    def is_mutable(self) -> bool:  # type: ignore[override]
+        return self.storage.is_mutable
+
+    @property
+    def is_multiprocessing_safe(self) -> bool:
+        return self._multiprocessing and (self.storage.is_multiprocessing_safe or not self.storage.is_mutable)
+
+    @property
+    def has_expensive_reads(self) -> bool:  # type: ignore[override]
+        return self.storage.has_expensive_reads
+
+    def __len__(self) -> int:
+        return self._state.count
+
+    # ------------------------------------------------------------------ index mapping
+    def _physical(self, index: NormalizedIndex) -> Any:
+        offset, capacity = self._state.offset, self.storage.capacity
+        if is_single(index):
+            return ring.physical_slot(index, offset, capacity)
+        if not offset or capacity is None:
+            return index
+        return (index + offset) % capacity
+
+    # ------------------------------------------------------------------ reads
+    def _get(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Any, Metadata]:
+        with self._state.locked():
+            return self.storage.get(self._physical(index)), None
+
+    def _get_flattened(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Array, Metadata]:
+        with self._state.locked():
+            return self.storage.get_flattened(self._physical(index)), None
+
+    # ------------------------------------------------------------------ writes
+    def _set(self, index: NormalizedIndex, value: Any) -> None:
+        with self._state.locked():
+            self.storage.set(self._physical(index), value)
+
+    def _set_flattened(self, index: NormalizedIndex, value: Array) -> None:
+        with self._state.locked():
+            self.storage.set_flattened(self._physical(index), value)
+
+    def _extend(self, value: Any) -> None:
+        self._write(value, batch_size_data(value) or 0, self.storage.set, lambda part: get_at(self._batched_space, value, part))
+
+    def _extend_flattened(self, value: Array) -> None:
+        self._write(value, int(value.shape[0]), self.storage.set_flattened, lambda part: value[part])
+
+    def _append(self, value: Any) -> None:
+        """One step: one storage write at one slot, no batch-of-one concatenation."""
+        with self._state.locked():
+            count, offset, capacity = self._state.count, self._state.offset, self.storage.capacity
+            plan = ring.plan_write(count, offset, 1, capacity)
+            slot = plan.segments[0].start
+            self._before_write(plan)
+            if capacity is None:
+                self.storage.extend_length(1)
+            self.storage.set(slot, value)
+            self._state.publish(plan.count, plan.offset)
+
+    def _write(self, value: Any, n: int, write: Any, part: Any) -> None:
+        with self._state.locked():
+            capacity = self.storage.capacity
+            plan = ring.plan_write(self._state.count, self._state.offset, n, capacity)
+            self._before_write(plan)
+            if capacity is None:
+                self.storage.extend_length(n)
+            for segment in plan.segments:
+                whole = segment.source_start == 0 and segment.source_stop == n
+                write(slice(segment.start, segment.stop), value if whole else part(slice(segment.source_start, segment.source_stop)))
+            self._state.publish(plan.count, plan.offset)
+
+    def _before_write(self, plan: ring.WritePlan) -> None:
+        """Drop overwritten rows from the published (and, if needed, the committed) state first."""
+        self._state.publish(plan.kept_count, plan.kept_offset)
+        capacity = self.storage.capacity
+        if self._cache_path is None or capacity is None:
+            return
+        committed_count, committed_offset = self._committed
+        if not any(ring.overlaps(s.start, s.stop, committed_count, committed_offset, capacity) for s in plan.segments):
+            return
+        # Reserve ahead: drop these slots and the next capacity // 16 from the committed range.
+        written = sum(s.stop - s.start for s in plan.segments)
+        reserve = min(capacity, max(written, capacity // COMMIT_RESERVE_FRACTION))
+        start = plan.segments[0].start
+        dropped = (start - committed_offset) % capacity + reserve
+        kept = max(committed_count - dropped, 0)
+        self._commit(kept, (committed_offset + dropped) % capacity if kept else 0)
+
+    def _remove(self, index: NormalizedIndex) -> None:
+        raise UnsupportedOperationError("ReplayBuffer does not support remove_at; use clear() or a new buffer")
+
+    def clear(self) -> None:
+        """Forget every row (decision 8: count and offset reset; old bytes become unreachable)."""
+        self._check_writable("clear")
+        with self._state.locked():
+            self._state.publish(0, 0)
+            self.storage.clear()
+            if self._cache_path is not None:
+                self._commit(0, 0)
+
+    # ------------------------------------------------------------------ columns
+    def get_column(self, nested_keys: Sequence[str | int]) -> BatchBase:
+        """A live view of one field; uses the storage's column access when it has one."""
+        if self.storage.supports_columns:
+            column = self.storage.get_column([str(k) for k in nested_keys])
+            view = ReplayBuffer(column, f"{self._storage_path_relative}_column", 0, 0)
+            view._state = self._state  # shares count and offset: follows later writes
+            return view
+        return super().get_column(nested_keys)
+
+    # ------------------------------------------------------------------ persistence
+    def _metadata(self, count: int, offset: int) -> dict[str, Any]:
+        return {
+            "type": BUFFER_TYPE,
+            "count": count,
+            "offset": offset,
+            "capacity": self.storage.capacity,
+            "storage": {"name": self.storage.registered_name, "path": self._storage_path_relative},
+            "single_instance_space": space_to_json(self.single_space),
+        }
+
+    def _commit(self, count: int, offset: int) -> None:
+        if self._cache_path is None:
+            return
+        write_metadata(self._cache_path, self._metadata(count, offset))
+        self._committed = (count, offset)
+
+    def flush(self) -> None:
+        """Commit every row written so far (persistent buffers; a no-op in memory)."""
+        if self._cache_path is None or not self.is_mutable:
+            return
+        with self._state.locked():
+            self.storage.flush()
+            self._commit(self._state.count, self._state.offset)
+
+    def dumps(self, path: PathLike) -> None:
+        """Persist metadata and storage to ``path``; to its own ``cache_path`` this is :meth:`flush`."""
+        target = Path(path)
+        with self._state.locked():
+            if self._cache_path is not None and target.resolve() == self._cache_path.resolve():
+                self.flush()
+                return
+            target.mkdir(parents=True, exist_ok=True)
+            self.storage.dumps(target / self._storage_path_relative)
+            write_metadata(target, self._metadata(self._state.count, self._state.offset))
+
+    @staticmethod
+    def create(
+        storage_cls: type[SpaceStorage] | None,
+        single_instance_space: Space,
+        *args: Any,
+        cache_path: PathLike | None = None,
+        capacity: int | None = None,
+        multiprocessing: bool = False,
+        **kwargs: Any,
+    ) -> ReplayBuffer:
+        """Create a buffer and its storage.
+
+        Args:
+            storage_cls: the storage class; None picks ``MemmapStorage`` with a ``cache_path``
+                and ``MemoryStorage`` without one.
+            single_instance_space: the space of one row.
+            *args: forwarded to ``storage_cls.create``.
+            cache_path: directory of a persistent buffer (created; must be empty).
+            capacity: ring capacity, or None for a growable buffer.
+            multiprocessing: share the ring state with other processes.
+            **kwargs: forwarded to ``storage_cls.create``.
+        """
+        if storage_cls is None:
+            storage_cls = storage_class("memmap" if cache_path is not None else "memory")
+        relative = "storage" + (storage_cls.single_file_ext or "")
+        storage_path = None
+        if cache_path is not None:
+            directory = Path(cache_path)
+            if (directory / "metadata.json").exists():
+                raise FileExistsError(f"{directory} already holds a buffer; use ReplayBuffer.load_from")
+            directory.mkdir(parents=True, exist_ok=True)
+            storage_path = directory / relative
+        storage = storage_cls.create(
+            single_instance_space,
+            *args,
+            capacity=capacity,
+            cache_path=storage_path,
+            multiprocessing=multiprocessing,
+            **kwargs,
+        )
+        buffer = ReplayBuffer(storage, relative, 0, 0, cache_path, multiprocessing)
+        buffer._commit(0, 0)
+        return buffer
+
+    @staticmethod
+    def load_from(
+        path: PathLike,
+        *,
+        backend: ComputeBackend,
+        device: Device | None = None,
+        read_only: bool = True,
+        multiprocessing: bool = False,
+        single_instance_space: Space | None = None,
+        **storage_kwargs: Any,
+    ) -> ReplayBuffer:
+        """Open a buffer written by :meth:`dumps`/:meth:`flush` (one metadata read).
+
+        Args:
+            path: the buffer directory.
+            backend: backend of the values read.
+            device: device of the values read.
+            read_only: open without write access (the default, as in the reference).
+            multiprocessing: share the ring state with other processes.
+            single_instance_space: reuse this space object (must equal the stored one).
+            **storage_kwargs: forwarded to the storage's ``load_from``.
+        """
+        metadata = _require_metadata(path)
+        space = json_to_space(metadata["single_instance_space"], backend, device)
+        if single_instance_space is not None:
+            if single_instance_space != space:
+                raise SpaceMismatchError(f"{path} stores {space!r}, not the given {single_instance_space!r}")
+            space = single_instance_space
+        storage_info = metadata["storage"]
+        cls = storage_class(storage_info["name"])
+        storage = cls.load_from(
+            Path(path) / storage_info["path"],
+            space,
+            capacity=metadata["capacity"],
+            read_only=read_only,
+            multiprocessing=multiprocessing,
+            **storage_kwargs,
+        )
+        count, offset = int(metadata["count"]), int(metadata["offset"])
+        if storage.capacity is None and len(storage) != count and storage.is_mutable:
+            storage._resize(count)  # rows past the committed count were never committed
+        if storage.capacity is None and len(storage) < count:
+            raise SpaceMismatchError(f"{path}: metadata counts {count} rows but the storage holds {len(storage)}")
+        return ReplayBuffer(storage, storage_info["path"], count, offset, path, multiprocessing)
+
+    @staticmethod
+    def is_loadable_from(path: PathLike) -> bool:
+        return read_metadata(path, BUFFER_TYPE) is not None
+
+    @staticmethod
+    def get_length_from_path(path: PathLike) -> int | None:
+        metadata = read_metadata(path, BUFFER_TYPE)
+        return None if metadata is None else int(metadata["count"])
+
+    @staticmethod
+    def get_capacity_from_path(path: PathLike) -> int | None:
+        metadata = read_metadata(path, BUFFER_TYPE)
+        return None if metadata is None or metadata["capacity"] is None else int(metadata["capacity"])
+
+    @staticmethod
+    def get_space_from_path(path: PathLike, *, backend: ComputeBackend, device: Device | None = None) -> Space | None:
+        metadata = read_metadata(path, BUFFER_TYPE)
+        return None if metadata is None else json_to_space(metadata["single_instance_space"], backend, device)
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the storage (idempotent). Does not commit: call :meth:`flush` first to keep rows."""
+        if not self._closed:
+            self._closed = True
+            self.storage.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __repr__(self) -> str:
+        return f"ReplayBuffer(count={self.count}, capacity={self.capacity}, storage={type(self.storage).__name__})"
+
+
+def _require_metadata(path: PathLike) -> dict[str, Any]:
+    metadata = read_metadata(path)
+    if metadata is None:
+        raise FileNotFoundError(f"{path} holds no buffer (metadata.json is missing)")
+    if metadata.get("type") != BUFFER_TYPE:
+        raise SpaceMismatchError(f"{path} holds a {metadata.get('type')!r}, not a {BUFFER_TYPE}")
+    return metadata

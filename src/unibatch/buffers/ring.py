@@ -1,0 +1,75 @@
+"""Pure ring arithmetic: where logical rows live and where the next writes go.
+
+``count`` rows are valid; logical row 0 (the oldest) sits in physical slot ``offset``.
+``offset`` is non-zero only once a fixed-capacity ring has wrapped (``count == capacity``).
+No I/O here; every function is tested on its own.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Segment(NamedTuple):
+    """Copy ``source[source_start:source_stop]`` into physical slots ``[start, stop)``."""
+
+    start: int
+    stop: int
+    source_start: int
+    source_stop: int
+
+
+class WritePlan(NamedTuple):
+    """How ``n`` new rows enter the ring.
+
+    ``kept_count``/``kept_offset``: the state once the overwritten rows are dropped and before
+    any byte changes (publish it first); ``count``/``offset``: the state after the writes.
+    """
+
+    segments: tuple[Segment, ...]
+    kept_count: int
+    kept_offset: int
+    count: int
+    offset: int
+
+
+def plan_write(count: int, offset: int, n: int, capacity: int | None) -> WritePlan:
+    """Plan the append of ``n`` rows to a ring of ``capacity`` (None: growable, no wrap).
+
+    >>> plan_write(count=8, offset=0, n=5, capacity=10)  # extend c-2 then 5 gives offset 3
+    WritePlan(segments=(Segment(start=8, stop=10, source_start=0, source_stop=2), Segment(start=0, stop=3, source_start=2, source_stop=5)), kept_count=5, kept_offset=3, count=10, offset=3)
+    """
+    if capacity is None:
+        return WritePlan((Segment(count, count + n, 0, n),), count, offset, count + n, 0)
+    if n >= capacity:
+        return WritePlan((Segment(0, capacity, n - capacity, n),), 0, 0, capacity, 0)
+    outflow = max(0, count + n - capacity)
+    start = (offset + count) % capacity
+    first = min(n, capacity - start)
+    segments = [Segment(start, start + first, 0, first)]
+    if first < n:
+        segments.append(Segment(0, n - first, first, n))
+    kept_offset = (offset + outflow) % capacity
+    return WritePlan(tuple(segments), count - outflow, kept_offset, min(count + n, capacity), kept_offset)
+
+
+def physical_slot(index: int, offset: int, capacity: int | None) -> int:
+    """Physical slot of logical row ``index`` (already in ``[0, count)``)."""
+    return index if not offset or capacity is None else (index + offset) % capacity
+
+
+def overlaps(start: int, stop: int, count: int, offset: int, capacity: int) -> bool:
+    """Whether physical slots ``[start, stop)`` hold any of the ``count`` rows from ``offset``."""
+    if count <= 0:
+        return False
+    for slot_start, slot_stop in _ranges(offset, count, capacity):
+        if start < slot_stop and slot_start < stop:
+            return True
+    return False
+
+
+def _ranges(offset: int, count: int, capacity: int) -> list[tuple[int, int]]:
+    end = offset + count
+    if end <= capacity:
+        return [(offset, end)]
+    return [(offset, capacity), (0, end - capacity)]
