@@ -7,6 +7,17 @@ from typing import Any
 
 from unibatch._typing import IndexableType as IndexableType
 from unibatch.backends import ComputeBackend as ComputeBackend
+from unibatch.batches import BatchBase as BatchBase
+from unibatch.batches import CombinedBatch as CombinedBatch
+from unibatch.batches import FrameStackedBatch as FrameStackedBatch
+from unibatch.batches import SliceStackedBatch as SliceStackedBatch
+from unibatch.batches import SubIndexedBatch as SubIndexedBatch
+from unibatch.batches import SubItemBatch as SubItemBatch
+from unibatch.batches import ToBackendOrDeviceBatch as ToBackendOrDeviceBatch
+from unibatch.batches import TransformedBatch as TransformedBatch
+from unibatch.buffers import ReplayBuffer as ReplayBuffer
+from unibatch.buffers import TrajectoryData as TrajectoryData
+from unibatch.buffers import TrajectoryReplayBuffer as TrajectoryReplayBuffer
 from unibatch.backends import NumpyComputeBackend as NumpyComputeBackend
 from unibatch.spaces import BatchedSpace as BatchedSpace
 from unibatch.spaces import BinarySpace as BinarySpace
@@ -15,6 +26,7 @@ from unibatch.spaces import DictSpace as DictSpace
 from unibatch.spaces import Space as Space
 from unibatch.spaces import TextSpace as TextSpace
 from unibatch.spaces import TupleSpace as TupleSpace
+from unibatch.storages import SpaceStorage as SpaceStorage
 from unibatch.transformations import DataTransformation as DataTransformation
 
 __version__ = "0.1.0.dev0"
@@ -31,17 +43,29 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BatchBase",
     "BatchedSpace",
     "BinarySpace",
     "BoxSpace",
+    "CombinedBatch",
     "ComputeBackend",
     "DataTransformation",
     "DictSpace",
+    "FrameStackedBatch",
     "IndexableType",
     "JaxComputeBackend",
     "NumpyComputeBackend",
     "PyTorchComputeBackend",
+    "ReplayBuffer",
+    "SliceStackedBatch",
     "Space",
+    "SpaceStorage",
+    "SubIndexedBatch",
+    "SubItemBatch",
     "TextSpace",
+    "ToBackendOrDeviceBatch",
+    "TrajectoryData",
+    "TrajectoryReplayBuffer",
+    "TransformedBatch",
     "TupleSpace",
 ]

@@ -10,7 +10,7 @@ torn row: before the bytes of committed slots change, those slots leave the comm
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class ReplayBuffer(BatchBase):
         self._multiprocessing = multiprocessing
         self._state = RingState(count, offset, shared=multiprocessing and storage.is_mutable)
         self._committed = (count, offset)
+        self._commit_hook: Callable[[int, int], None] | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ properties
@@ -227,9 +228,13 @@ class ReplayBuffer(BatchBase):
         }
 
     def _commit(self, count: int, offset: int) -> None:
+        """Record ``(count, offset)`` as the committed state (an owner may take over the writing)."""
         if self._cache_path is None:
             return
-        write_metadata(self._cache_path, self._metadata(count, offset))
+        if self._commit_hook is not None:
+            self._commit_hook(count, offset)
+        else:
+            write_metadata(self._cache_path, self._metadata(count, offset))
         self._committed = (count, offset)
 
     def flush(self) -> None:
@@ -317,6 +322,20 @@ class ReplayBuffer(BatchBase):
             single_instance_space: reuse this space object (must equal the stored one).
             **storage_kwargs: forwarded to the storage's ``load_from``.
         """
+        return ReplayBuffer._open(path, backend, device, read_only, multiprocessing, single_instance_space, storage_kwargs)
+
+    @staticmethod
+    def _open(
+        path: PathLike,
+        backend: ComputeBackend,
+        device: Device | None,
+        read_only: bool,
+        multiprocessing: bool,
+        single_instance_space: Space | None,
+        storage_kwargs: dict[str, Any],
+        state: tuple[int, int] | None = None,
+    ) -> ReplayBuffer:
+        """:meth:`load_from`, optionally with the committed ``(count, offset)`` kept by an owner."""
         metadata = _require_metadata(path)
         space = json_to_space(metadata["single_instance_space"], backend, device)
         if single_instance_space is not None:
@@ -333,7 +352,7 @@ class ReplayBuffer(BatchBase):
             multiprocessing=multiprocessing,
             **storage_kwargs,
         )
-        count, offset = int(metadata["count"]), int(metadata["offset"])
+        count, offset = state if state is not None else (int(metadata["count"]), int(metadata["offset"]))
         if storage.capacity is None and len(storage) != count and storage.is_mutable:
             storage._resize(count)  # rows past the committed count were never committed
         if storage.capacity is None and len(storage) < count:
