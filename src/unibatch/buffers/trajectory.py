@@ -273,10 +273,10 @@ class TrajectoryReplayBuffer(BatchBase):
         parts = {"step_data": self.step_data_buffer, "episode_ids": self.step_episode_id_buffer}
         if self.episode_data_buffer is not None:
             parts["episode_data"] = self.episode_data_buffer
-        for key, part in value.items():
+        for key, part_value in value.items():
             if key not in parts:
                 raise SpaceMismatchError("episode_data given, but this buffer has no episode data buffer")
-            if check_data(part.single_space, part_value := value[key], batch_ndim=batch_ndim) != expected:
+            if check_data(parts[key].single_space, part_value, batch_ndim=batch_ndim) != expected:
                 raise SpaceMismatchError(f"{key}: expected batch shape {expected}, got {batch_size_data(part_value)}")
         self._set(index, value)
 
