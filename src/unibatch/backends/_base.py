@@ -264,10 +264,26 @@ class _AtUpdate:
 
 
 # --------------------------------------------------------------------- dtype names
+_NAME_CACHE: dict[Any, str] = {}
+
+
 def dtype_to_name(dtype: Any) -> str:
     """Portable name of a dtype of any backend, a NumPy scalar type or a Python type."""
     if isinstance(dtype, str):
         return dtype
+    try:
+        return _NAME_CACHE[dtype]
+    except (KeyError, TypeError):
+        pass
+    name = _dtype_to_name(dtype)
+    try:
+        _NAME_CACHE[dtype] = name
+    except TypeError:  # an unhashable dtype-like: not cached
+        pass
+    return name
+
+
+def _dtype_to_name(dtype: Any) -> str:
     module = type(dtype).__module__
     if module.startswith("torch"):
         name = str(dtype).removeprefix("torch.")

@@ -1,89 +1,146 @@
-"""``unibatch demo``: a tour of spaces on every installed backend.
+"""``unibatch demo``: record a small robot dataset to disk, reopen it, sample frame-stacked batches.
 
-Until the buffers exist, the demo builds the robot-transition space of DESIGN.md on each
-backend, samples a batch, flattens and unflattens it, serializes the space to JSON and back,
-and converts the batch between backends, printing what it did and how long it took.
+A simulated arm (joint state, camera image, action, reward, done) is recorded step by step into
+a ``TrajectoryReplayBuffer`` on the embedded default storage (memmap), reopened read-only, and
+sampled as frame-stacked windows whose ``slice_valid_mask`` never crosses episodes, on every
+installed backend. Everything it does is printed with timings.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from unibatch import BinarySpace, BoxSpace, ComputeBackend, DictSpace
-from unibatch.backends import backend_from_name, convert_tree
-from unibatch.spaces import batch_space, flat_dim, flatten_data, json_to_space, space_to_json, unflatten_data
+from unibatch import BinarySpace, BoxSpace, ComputeBackend, DictSpace, FrameStackedBatch, ToBackendOrDeviceBatch
+from unibatch.backends import backend_from_name
+from unibatch.buffers import TrajectoryReplayBuffer
+
+JOINTS = 7
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("demo", help="run the demonstration job")
-    parser.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
+    parser = commands.add_parser("demo", help="record, reopen and sample a small robot dataset")
+    parser.add_argument("--episodes", type=int, default=200, help="episodes to record (default 200)")
+    parser.add_argument("--steps", type=int, default=50, help="steps per episode (default 50)")
+    parser.add_argument("--image-size", type=int, default=64, help="camera image height and width (default 64)")
+    parser.add_argument("--batch-size", type=int, default=256, help="windows per sampled batch (default 256)")
+    parser.add_argument("--frames", type=int, default=4, help="frames per window (default 4)")
+    parser.add_argument("--batches", type=int, default=50, help="batches to sample per backend (default 50)")
+    parser.add_argument("--path", type=Path, default=None, help="where to record (default: a temporary directory)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=run)
 
 
-def robot_transition_space(backend: ComputeBackend) -> DictSpace:
-    """``{obs: {state: f32[39], image: u8[3,84,84]}, action: f32[7], reward: f32, done: bool}``."""
+def robot_step_space(backend: ComputeBackend, image_size: int) -> DictSpace:
+    """``{obs: {joints: f32[7], image: u8[3,H,W]}, action: f32[7], reward: f32, done: bool}``."""
     return DictSpace(
         backend,
         {
             "obs": {
-                "state": BoxSpace(backend, -np.inf, np.inf, "float32", shape=(39,)),
-                "image": BoxSpace(backend, 0, 255, "uint8", shape=(3, 84, 84)),
+                "joints": BoxSpace(backend, -np.pi, np.pi, "float32", shape=(JOINTS,)),
+                "image": BoxSpace(backend, 0, 255, "uint8", shape=(3, image_size, image_size)),
             },
-            "action": BoxSpace(backend, -1.0, 1.0, "float32", shape=(7,)),
+            "action": BoxSpace(backend, -1.0, 1.0, "float32", shape=(JOINTS,)),
             "reward": BoxSpace(backend, -np.inf, np.inf, "float32", shape=()),
             "done": BinarySpace(backend, ()),
         },
     )
 
 
+class SimulatedArm:
+    """A 7-joint arm driven towards a random goal; the camera sees the joints as colour bands."""
+
+    def __init__(self, image_size: int, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.size = image_size
+        self.rows = np.linspace(0.0, 1.0, image_size, dtype=np.float32)[:, None]
+
+    def reset(self) -> None:
+        self.joints = self.rng.uniform(-1, 1, JOINTS).astype(np.float32)
+        self.goal = self.rng.uniform(-1, 1, JOINTS).astype(np.float32)
+
+    def step(self, last: bool) -> dict[str, Any]:
+        action = np.clip(self.goal - self.joints + self.rng.normal(0, 0.05, JOINTS), -1, 1).astype(np.float32)
+        self.joints = np.clip(self.joints + 0.1 * action, -np.pi, np.pi).astype(np.float32)
+        bands = (np.sin(self.rows * 6 + self.joints[:3, None, None]) * 0.5 + 0.5) * 255
+        image = np.broadcast_to(bands, (3, self.size, self.size)).astype(np.uint8)
+        return {
+            "obs": {"joints": self.joints.copy(), "image": image},
+            "action": action,
+            "reward": np.float32(-np.linalg.norm(self.goal - self.joints)),
+            "done": np.bool_(last),
+        }
+
+
 def installed_backends() -> list[ComputeBackend]:
-    names = ["numpy"] + [n for n in ("pytorch", "jax") if importlib.util.find_spec(n.replace("pytorch", "torch"))]
+    names = ["numpy"] + [n for n, module in (("pytorch", "torch"), ("jax", "jax")) if importlib.util.find_spec(module)]
     return [backend_from_name(name) for name in names]
 
 
 def run(arguments: argparse.Namespace) -> int:
-    backends = installed_backends()
-    print(f"unibatch demo: spaces on {', '.join(b.simplified_name for b in backends)}")
-    batches = {}
-    for backend in backends:
-        batches[backend.simplified_name] = _tour(backend, arguments.batch_size, arguments.seed)
-    source = batches["numpy"]
-    for backend in backends[1:]:
-        start = time.perf_counter()
-        converted = convert_tree(source, backend)
-        elapsed = time.perf_counter() - start
-        print(
-            f"converted the numpy batch to {backend.simplified_name} in {elapsed * 1e3:.2f} ms "
-            f"(image {type(converted['obs']['image']).__name__}, {converted['obs']['image'].dtype})"
-        )
+    with tempfile.TemporaryDirectory(prefix="unibatch-demo-") as scratch:
+        path = arguments.path or Path(scratch) / "robot"
+        record(path, arguments)
+        for backend in installed_backends():
+            sample(path, backend, arguments)
     return 0
 
 
-def _tour(backend: ComputeBackend, batch_size: int, seed: int) -> Any:
-    space = robot_transition_space(backend)
-    batched = batch_space(space, batch_size)
-    rng = backend.random_number_generator(seed)
-    start = time.perf_counter()
-    rng, batch = batched.sample(rng)
-    sampled = time.perf_counter() - start
-    start = time.perf_counter()
-    flat = flatten_data(batch_space(space, 1), batch, start_dim=1)
-    back = unflatten_data(batch_space(space, 1), flat, start_dim=1)
-    flattened = time.perf_counter() - start
-    text = json.dumps(space_to_json(space), allow_nan=False)
-    reloads_equal = json_to_space(json.loads(text), backend) == space
-    print(f"\n[{backend.simplified_name}] {space!r}")
-    print(f"  sampled {batch_size} transitions in {sampled * 1e3:.1f} ms; all in the space: {batched.contains(batch)}")
-    print(
-        f"  flat vector: {flat_dim(space)} values of {backend.dtype_name(flat.dtype)}; batch {tuple(flat.shape)}; "
-        f"flatten+unflatten {flattened * 1e3:.1f} ms; round trip exact: {batched.contains(back)}"
+def record(path: Path, arguments: argparse.Namespace) -> None:
+    numpy_backend = backend_from_name("numpy")
+    space = robot_step_space(numpy_backend, arguments.image_size)
+    total = arguments.episodes * arguments.steps
+    buffer = TrajectoryReplayBuffer.create(
+        space,
+        None,  # the embedded default for persistence: memmap
+        step_data_capacity=total,
+        episode_data_instance_space=DictSpace(numpy_backend, {"goal": BoxSpace(numpy_backend, -1, 1, "float32", shape=(JOINTS,))}),
+        episode_data_capacity=arguments.episodes,
+        cache_path=path,
     )
-    print(f"  space as JSON: {len(text)} bytes; reloads equal: {reloads_equal}")
-    return batch
+    arm = SimulatedArm(arguments.image_size, arguments.seed)
+    start = time.perf_counter()
+    for _ in range(arguments.episodes):
+        arm.reset()
+        buffer.set_current_episode_data({"goal": arm.goal})
+        for t in range(arguments.steps):
+            buffer.append(arm.step(last=t == arguments.steps - 1))
+        buffer.mark_episode_end()  # commits the episode to disk
+    elapsed = time.perf_counter() - start
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    print(f"recorded {arguments.episodes} episodes x {arguments.steps} steps = {total} steps into {path}")
+    print(f"  storage: memmap (one raw file per leaf), {size / 2**20:.1f} MiB on disk")
+    print(f"  append: {total / elapsed:,.0f} steps/s ({elapsed / total * 1e6:.1f} us per step incl. simulation)")
+    buffer.close()
+
+
+def sample(path: Path, backend: ComputeBackend, arguments: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    buffer = TrajectoryReplayBuffer.load_from(path, backend=backend_from_name("numpy"), read_only=True)
+    reopened = time.perf_counter() - start
+    source = buffer if backend.simplified_name == "numpy" else ToBackendOrDeviceBatch(buffer, backend)
+    mask = FrameStackedBatch.get_valid_mask_function_with_episodeid_key("episode_ids", is_in_metadata=True)
+    windows = FrameStackedBatch(source, prefetch_horizon=arguments.frames - 1, get_valid_mask_function=mask)
+    rng = backend.random_number_generator(arguments.seed)
+    rng, index = backend.random_discrete_uniform((arguments.batch_size,), 0, len(windows), rng=rng)
+    data, metadata = windows.get_at_with_metadata(index)  # warm-up (JAX compiles here)
+    start = time.perf_counter()
+    for _ in range(arguments.batches):
+        rng, index = backend.random_discrete_uniform((arguments.batch_size,), 0, len(windows), rng=rng)
+        data, metadata = windows.get_at_with_metadata(index)
+    elapsed = (time.perf_counter() - start) / arguments.batches
+    valid = backend.to_numpy(metadata["slice_valid_mask"])
+    image = data["step_data"]["obs"]["image"]
+    print(f"[{backend.simplified_name}] reopened {len(buffer)} steps of {buffer.current_episode_id} episodes in {reopened * 1e3:.1f} ms")
+    print(
+        f"  frame-stacked batch: image {tuple(image.shape)} {backend.dtype_name(image.dtype)}, "
+        f"mask {tuple(valid.shape)}, {valid.mean():.1%} of frames inside their episode"
+    )
+    print(f"  {1 / elapsed:,.0f} batches/s ({elapsed * 1e3:.2f} ms per batch of {arguments.batch_size} windows)")
+    buffer.close()

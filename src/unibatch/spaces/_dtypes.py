@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,8 +30,12 @@ def fits(value_dtype: Any, space_dtype: Any) -> bool:
     >>> fits("float64", "float32"), fits("float32", "int64"), fits("bool", "uint8")
     (True, False, True)
     """
-    source, target = (_numpy_name(dtype_to_name(d)) for d in (value_dtype, space_dtype))
-    return bool(np.can_cast(source, target, "same_kind"))
+    return _fits_by_name(dtype_to_name(value_dtype), dtype_to_name(space_dtype))
+
+
+@functools.cache
+def _fits_by_name(source: str, target: str) -> bool:
+    return bool(np.can_cast(_numpy_name(source), _numpy_name(target), "same_kind"))
 
 
 def scalar_fits(x: Any, space_dtype: Any) -> bool:

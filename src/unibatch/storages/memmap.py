@@ -57,6 +57,7 @@ class MemmapStorage(SpaceStorage):
         self.capacity = sidecar["capacity"]
         self._rows = int(sidecar["rows"])
         self._length = int(sidecar["length"]) if self.capacity is None else self.capacity
+        self._recorded = (self._rows, int(sidecar["length"]))  # what the sidecar on disk says
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -147,6 +148,7 @@ class MemmapStorage(SpaceStorage):
                     handle.truncate(rows * leaf.row_bytes)
             self._rows = rows
             _write_sidecar(self.cache_filename, self.capacity, rows, self._length, self._leaves)
+            self._recorded = (rows, self._length)
         self._length = length
 
     # ------------------------------------------------------------------ data
@@ -187,7 +189,9 @@ class MemmapStorage(SpaceStorage):
             return
         for array in self._arrays or []:
             array.flush()
-        _write_sidecar(self.cache_filename, self.capacity, self._rows, self._length, self._leaves)
+        if (self._rows, self._length) != self._recorded:
+            _write_sidecar(self.cache_filename, self.capacity, self._rows, self._length, self._leaves)
+            self._recorded = (self._rows, self._length)
 
     def dumps(self, path: PathLike) -> None:
         """Flush in place, or copy the files to a new directory ``path``."""
