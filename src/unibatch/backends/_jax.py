@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from unibatch.backends._base import ComputeBackend, Shape, dtype_to_name, numpy_dtype_from_name
-from unibatch.errors import UnknownNameError
+from unibatch.errors import SpaceMismatchError, UnknownNameError
 
 
 @final
@@ -86,7 +86,9 @@ class JaxBackend(ComputeBackend[jax.Array, Any, Any, jax.Array]):
             return self.to_device(x if dtype is None else x.astype(self.as_dtype(dtype)), device)
         host = np.asarray(x)
         dtype = self.as_dtype(host.dtype if dtype is None else dtype)
-        return self.to_device(jnp.array(host, dtype=dtype, copy=True), device)
+        _check_integer_range(host, np.dtype(dtype))
+        with np.errstate(over="ignore"):  # float64 beyond float32 becomes +-inf, as any float32 cast
+            return self.to_device(jnp.array(host, dtype=dtype, copy=True), device)
 
     def from_numpy(self, x: np.ndarray, dtype: Any = None, device: Any = None) -> jax.Array:
         return self.asarray(np.asarray(x), dtype=dtype, device=device)
@@ -143,6 +145,21 @@ class JaxBackend(ComputeBackend[jax.Array, Any, Any, jax.Array]):
         rng, key = jax.random.split(rng)
         value = jax.random.permutation(key, int(n)).astype(self.default_index_dtype)
         return rng, self.to_device(value, device)
+
+
+def _check_integer_range(host: np.ndarray, target: np.dtype) -> None:
+    """Refuse integers that a narrower target (int64 -> int32 under JAX's 32-bit default) would wrap."""
+    if host.dtype.kind not in "iu" or target.kind not in "iu" or host.size == 0:
+        return
+    if host.dtype.itemsize <= target.itemsize and host.dtype.kind == target.kind:
+        return
+    info = np.iinfo(target)
+    low, high = host.min(), host.max()
+    if low < info.min or high > info.max:
+        raise SpaceMismatchError(
+            f"integer values in [{low}, {high}] do not fit {target.name}; JAX runs with 32-bit types "
+            "unless jax_enable_x64 is set"
+        )
 
 
 JaxComputeBackend = JaxBackend()

@@ -51,6 +51,9 @@ def convert(x: Array, target: ComputeBackend, device: Device | None = None) -> A
 def _between_accelerated(x: Array, source: ComputeBackend, target: ComputeBackend) -> Array:
     """PyTorch <-> JAX: DLPack keeps the data on its device; copies as the module docstring says."""
     must_copy = source.simplified_name == "jax" or target.simplified_name == "jax"
+    narrowing = target.dtype_name(target.as_dtype(source.dtype_name(x.dtype))) != source.dtype_name(x.dtype)
+    if narrowing:  # 64-bit into JAX's 32-bit: cast on the host like the NumPy path (checks, no FTZ)
+        return target.from_numpy(source.to_numpy(x))
     try:
         if target.simplified_name == "jax":
             import jax.numpy as jnp

@@ -85,12 +85,17 @@ def _(space: Space) -> int | None:
 
 @batch_size.register
 def _(space: DictSpace) -> int | None:
-    return next((batch_size(s) for s in space.values()), None)
+    return _first_size(batch_size(s) for s in space.values())
 
 
 @batch_size.register
 def _(space: TupleSpace) -> int | None:
-    return next((batch_size(s) for s in space.spaces), None)
+    return _first_size(batch_size(s) for s in space.spaces)
+
+
+def _first_size(sizes: Iterator[int | None]) -> int | None:
+    """The first known size among children (empty containers have none)."""
+    return next((size for size in sizes if size is not None), None)
 
 
 def batch_size_data(data: Any) -> int | None:
@@ -102,9 +107,9 @@ def batch_size_data(data: Any) -> int | None:
     if isinstance(data, np.ndarray) or get_backend_or_none(data) is not None:
         return int(data.shape[0]) if data.ndim > 0 else None
     if isinstance(data, Mapping):
-        return next((batch_size_data(v) for v in data.values()), None)
+        return _first_size(batch_size_data(v) for v in data.values())
     if isinstance(data, tuple):
-        return next((batch_size_data(v) for v in data), None)
+        return _first_size(batch_size_data(v) for v in data)
     if isinstance(data, list):
         return len(data)
     return None

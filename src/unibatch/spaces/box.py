@@ -194,6 +194,8 @@ def _cast_bounds(bound: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
 
 def _abbreviate(bound: np.ndarray) -> np.ndarray:
     """The canonical smallest form: every axis along which ``bound`` is constant has size 1."""
+    if bound.size == 0:  # no element has a bound: any value represents it
+        return np.zeros((1,) * bound.ndim, dtype=bound.dtype)
     for axis in range(bound.ndim):
         if bound.shape[axis] > 1:
             first = bound.take([0], axis=axis)

@@ -96,8 +96,12 @@ def flatten_space(space: Space, start_dim: int = 0) -> BoxSpace:
         highs.append(high)
     if lead is None:
         raise UnsupportedSpaceError(f"cannot flatten an empty {space!r}")
-    low, high = np.concatenate(_common(lows), -1), np.concatenate(_common(highs), -1)
-    return BoxSpace(space.backend, low, high, flat_dtype(space), space.device, shape=(*lead, low.shape[-1]))
+    dtype = flat_dtype(space)
+    host_dtype = space.backend.numpy_dtype(dtype)
+    with np.errstate(over="ignore"):  # cast each leaf as flatten_data casts its values
+        low = np.concatenate([b.astype(host_dtype) for b in _common(lows)], -1)
+        high = np.concatenate([b.astype(host_dtype) for b in _common(highs)], -1)
+    return BoxSpace(space.backend, low, high, dtype, space.device, shape=(*lead, low.shape[-1]))
 
 
 def _common(bounds: list[np.ndarray]) -> list[np.ndarray]:
@@ -183,7 +187,7 @@ def _leaf_array(leaf: Space, value: Any, start_dim: int, path: str) -> Array:
 def _encode_texts(text: TextSpace, value: Any, path: str) -> np.ndarray:
     strings = np.asarray(value, dtype=object)
     codes = np.full((*strings.shape, text.max_length), len(text.charset or ""), np.int64)
-    flat_codes = codes.reshape(-1, text.max_length)
+    flat_codes = codes.reshape(strings.size, text.max_length)
     for row, string in enumerate(strings.reshape(-1)):
         if not isinstance(string, str) or len(string) > text.max_length:
             raise SpaceMismatchError(
@@ -234,7 +238,7 @@ def unflatten_data(space: Space, data: Array, start_dim: int = 0) -> Any:
             return _decode_texts(text, backend.to_numpy(piece))
         piece = xp.reshape(piece, (*lead, *(sub.shape or ())[start_dim:]))
         if isinstance(sub, BinarySpace):
-            return piece != 0
+            return backend.asarray(piece != 0)  # NumPy gives a scalar for 0-d; keep an array
         return xp.astype(piece, sub.dtype, copy=False)
 
     return rebuild(space, "")
@@ -242,7 +246,7 @@ def unflatten_data(space: Space, data: Array, start_dim: int = 0) -> Any:
 
 def _decode_texts(text: TextSpace, codes: np.ndarray) -> Any:
     charset = text.charset or ""
-    rows = codes.reshape(-1, codes.shape[-1]).astype(np.int64)
+    rows = codes.reshape(int(np.prod(codes.shape[:-1])), codes.shape[-1]).astype(np.int64)
     strings = ["".join(charset[c] for c in row if 0 <= c < len(charset)) for row in rows]
     if codes.ndim == 1:
         return strings[0]

@@ -1,40 +1,47 @@
-"""Testing helpers for unibatch: hypothesis strategies for spaces and their values.
+"""Testing helpers: a reference in-memory batch, conformance suites and hypothesis strategies.
 
-Importing this package imports :mod:`hypothesis`; it is meant for test suites only.
+``InMemoryBatch`` needs nothing beyond unibatch. The conformance suites (``BatchTests``,
+``StorageTests``) and the strategies import pytest and hypothesis, on first access only.
 """
 
-from unibatch.testing.strategies import BOX_DTYPES as BOX_DTYPES
-from unibatch.testing.strategies import FLOAT_DTYPES as FLOAT_DTYPES
-from unibatch.testing.strategies import INTEGER_DTYPES as INTEGER_DTYPES
-from unibatch.testing.strategies import LEAF_KINDS as LEAF_KINDS
-from unibatch.testing.strategies import binary_spaces as binary_spaces
-from unibatch.testing.strategies import box_spaces as box_spaces
-from unibatch.testing.strategies import charsets as charsets
-from unibatch.testing.strategies import dict_keys as dict_keys
-from unibatch.testing.strategies import flattenable_spaces as flattenable_spaces
-from unibatch.testing.strategies import leaf_spaces as leaf_spaces
-from unibatch.testing.strategies import sample_lists as sample_lists
-from unibatch.testing.strategies import samples as samples
-from unibatch.testing.strategies import seeds as seeds
-from unibatch.testing.strategies import shapes as shapes
-from unibatch.testing.strategies import spaces as spaces
-from unibatch.testing.strategies import text_spaces as text_spaces
+from __future__ import annotations
 
-__all__ = [
-    "BOX_DTYPES",
-    "FLOAT_DTYPES",
-    "INTEGER_DTYPES",
-    "LEAF_KINDS",
-    "binary_spaces",
-    "box_spaces",
-    "charsets",
-    "dict_keys",
-    "flattenable_spaces",
-    "leaf_spaces",
-    "sample_lists",
-    "samples",
-    "seeds",
-    "shapes",
-    "spaces",
-    "text_spaces",
-]
+import importlib
+from typing import Any
+
+from unibatch.testing.memory_batch import InMemoryBatch as InMemoryBatch
+
+_LAZY = {
+    "BatchCase": "unibatch.testing.conformance",
+    "BatchTests": "unibatch.testing.conformance",
+    "assert_tree_equal": "unibatch.testing.conformance",
+    "index_expressions": "unibatch.testing.conformance",
+    "StorageTests": "unibatch.testing.storage_conformance",
+    "storage_sample": "unibatch.testing.storage_conformance",
+    "storage_space": "unibatch.testing.storage_conformance",
+    "BOX_DTYPES": "unibatch.testing.strategies",
+    "FLOAT_DTYPES": "unibatch.testing.strategies",
+    "INTEGER_DTYPES": "unibatch.testing.strategies",
+    "LEAF_KINDS": "unibatch.testing.strategies",
+    "binary_spaces": "unibatch.testing.strategies",
+    "box_spaces": "unibatch.testing.strategies",
+    "charsets": "unibatch.testing.strategies",
+    "dict_keys": "unibatch.testing.strategies",
+    "flattenable_spaces": "unibatch.testing.strategies",
+    "leaf_spaces": "unibatch.testing.strategies",
+    "sample_lists": "unibatch.testing.strategies",
+    "samples": "unibatch.testing.strategies",
+    "seeds": "unibatch.testing.strategies",
+    "shapes": "unibatch.testing.strategies",
+    "spaces": "unibatch.testing.strategies",
+    "text_spaces": "unibatch.testing.strategies",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["InMemoryBatch", *sorted(_LAZY)]
