@@ -11,6 +11,7 @@ from unibatch import BinarySpace, BoxSpace, DictSpace
 from unibatch.batches import BatchBase, CombinedBatch, FrameStackedBatch, SliceStackedBatch
 from unibatch.errors import ReadOnlyError, SpaceMismatchError
 from unibatch.spaces import batch_space
+from unibatch.testing.conformance import assert_tree_equal
 from unibatch.testing.memory_batch import InMemoryBatch
 
 EPISODES = [0, 0, 0, 1, 1, 1, 1, 2]
@@ -168,3 +169,24 @@ def test_missing_mask_key_is_named(backend):
     stacked = FrameStackedBatch(episode_source(backend), 1, get_valid_mask_function=mask_function(True, False))
     with pytest.raises(SpaceMismatchError, match="'episode_end' is not in the data"):
         stacked.get_at(1)
+
+
+@pytest.mark.parametrize("ends", [False, True], ids=["episode-id", "episode-end"])
+@pytest.mark.parametrize("stack_metadata", [False, True])
+def test_column_first_plan_equals_the_row_path(backend, ends, stack_metadata):
+    """A ReplayBuffer reads the mask column alone, then each row once; results equal the row path."""
+    from unibatch import ReplayBuffer
+    from unibatch.storages import MemoryStorage
+
+    rows = episode_source(backend, ends)
+    buffer = ReplayBuffer.create(MemoryStorage, rows.single_space, capacity=6)
+    buffer.extend(rows.get_at(slice(None)))  # 8 frames into 6 slots: the ring wraps
+    reference = InMemoryBatch(rows.single_space, rows.get_at(slice(2, None)))
+    mask = mask_function(ends, False)
+    planned = SliceStackedBatch(buffer, [-2, -1, 0, 1], mask, stack_metadata=stack_metadata)
+    plain = SliceStackedBatch(reference, [-2, -1, 0, 1], mask, stack_metadata=stack_metadata)
+    index = backend.asarray([0, 3, 5, 1], dtype=backend.default_index_dtype)
+    assert planned._plan_filled_frames(planned.expand_index(index)) is not None
+    assert plain._plan_filled_frames(plain.expand_index(index)) is None
+    assert_tree_equal(planned.get_at_with_metadata(index), plain.get_at_with_metadata(index))
+    assert_tree_equal(planned.get_flattened_at(index), plain.get_flattened_at(index))

@@ -229,6 +229,17 @@ class ComputeBackend(ABC, Generic[ArrayT, DeviceT, DTypeT, RNGT]):
     def random_permutation(self, n: int, *, rng: RNGT, device: DeviceT | None = None) -> tuple[RNGT, ArrayT]:
         """A random permutation of ``range(n)`` (default index dtype); returns ``(new_rng, perm)``."""
 
+    def cumulative_max(self, x: ArrayT, axis: int) -> ArrayT:
+        """Running maximum along ``axis`` (not in the array API; each backend has its own)."""
+        xp = self.xp
+        size = x.shape[axis]
+        moved = xp.moveaxis(x, axis, -1)
+        positions = xp.arange(size, device=self.device(x))
+        upto = positions[None, :] <= positions[:, None]  # (T, T): element j counts for position i
+        low = xp.min(moved) if size else 0
+        result = xp.max(xp.where(upto, moved[..., None, :], low), axis=-1)
+        return xp.moveaxis(result, -1, axis)
+
     def random_exponential(
         self, shape: Shape, *, rng: RNGT, dtype: Any = None, device: DeviceT | None = None
     ) -> tuple[RNGT, ArrayT]:

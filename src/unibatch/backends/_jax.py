@@ -99,6 +99,9 @@ class JaxBackend(ComputeBackend[jax.Array, Any, Any, jax.Array]):
     def _at_set(self, x: jax.Array, index: Any, value: Any) -> jax.Array:
         return x.at[index].set(jnp.asarray(value).astype(x.dtype))
 
+    def cumulative_max(self, x: jax.Array, axis: int) -> jax.Array:
+        return jax.lax.cummax(x, axis=axis % x.ndim)
+
     def random_number_generator(self, seed: int | None = None, device: Any = None) -> jax.Array:
         if seed is None:
             seed = int.from_bytes(os.urandom(4), "little")

@@ -73,6 +73,9 @@ class NumpyBackend(ComputeBackend[np.ndarray, str, np.dtype, np.random.Generator
         x[index] = value
         return x
 
+    def cumulative_max(self, x: np.ndarray, axis: int) -> np.ndarray:
+        return np.maximum.accumulate(x, axis=axis)
+
     def random_number_generator(self, seed: int | None = None, device: str | None = None) -> np.random.Generator:
         self.to_device(np.empty(0), device)
         return np.random.default_rng(seed)

@@ -94,6 +94,9 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
         x[index] = value
         return x
 
+    def cumulative_max(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        return torch.cummax(x, dim=axis).values
+
     def random_number_generator(self, seed: int | None = None, device: Any = None) -> torch.Generator:
         generator = torch.Generator(device=torch.device("cpu" if device is None else device))
         if seed is None:

@@ -92,6 +92,13 @@ class BatchBase(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
     def _remove(self, index: NormalizedIndex) -> None:
         raise self._unsupported("remove_at")
 
+    def _read_key(self, key: Sequence[str | int], in_metadata: bool, index: NormalizedIndex) -> Any | None:
+        """The values of one field (or metadata key) at ``index`` when reading it alone is cheap.
+
+        None means "not cheaper than reading whole rows"; window views then read rows instead.
+        """
+        return None
+
     def _unsupported(self, operation: str) -> Exception:
         if not self.is_mutable:
             return ReadOnlyError(f"{type(self).__name__} is read-only; {operation} is not allowed")

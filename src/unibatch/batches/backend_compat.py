@@ -62,6 +62,10 @@ class ToBackendOrDeviceBatch(BatchBase):
         data, metadata = self.batch._get_flattened(self._source_index(index), with_metadata)
         return self._to_target(data), self._to_target(metadata)
 
+    def _read_key(self, key: Any, in_metadata: bool, index: NormalizedIndex) -> Any | None:
+        values = self.batch._read_key(key, in_metadata, self._source_index(index))
+        return None if values is None else self._to_target(values)
+
     def _set(self, index: NormalizedIndex, value: Any) -> None:
         self.batch._set(self._source_index(index), self._to_source(value))
 

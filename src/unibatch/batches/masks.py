@@ -8,6 +8,7 @@ worker processes) and never write in place (so they run on JAX).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,8 +29,12 @@ def _lookup(tree: Any, key: KeyPath, where: str) -> Array:
     return value
 
 
-class _EpisodeMask:
-    """Shared parts: where the key is read from, and equality with the centre frame."""
+class ColumnMask(ABC):
+    """A mask computed from one column (``key`` in data or metadata) of the ``(B, T)`` frames.
+
+    Window views read that column alone first when the source offers cheap column reads,
+    then read the full rows once at their final (filled) positions.
+    """
 
     def __init__(self, key: KeyPath, is_in_metadata: bool = False) -> None:
         self.key = key
@@ -42,6 +47,13 @@ class _EpisodeMask:
             return _lookup(metadata, self.key, "metadata")
         return _lookup(data, self.key, "data")
 
+    def __call__(self, stacked: Any, frames: Array, data: Any, metadata: Any) -> Array:
+        return self.mask_from_column(stacked, self._column(data, metadata))
+
+    @abstractmethod
+    def mask_from_column(self, stacked: Any, column: Array) -> Array:
+        """``(B, T)`` validity from the ``(B, T)`` values of the column."""
+
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and vars(other) == vars(self)
 
@@ -51,24 +63,23 @@ class _EpisodeMask:
         return f"{type(self).__name__}(key={self.key!r}, is_in_metadata={self.is_in_metadata})"
 
 
-class EpisodeIdMask(_EpisodeMask):
+class EpisodeIdMask(ColumnMask):
     """A frame is valid when its episode id equals the centre frame's."""
 
-    def __call__(self, stacked: Any, frames: Array, data: Any, metadata: Any) -> Array:
-        ids = self._column(data, metadata)
+    def mask_from_column(self, stacked: Any, ids: Array) -> Array:
         centre = stacked.centre_position
         return ids == ids[:, centre : centre + 1]
 
 
-class EpisodeEndMask(_EpisodeMask):
+class EpisodeEndMask(ColumnMask):
     """A frame is valid when no episode-end flag lies between it and the centre frame.
 
     The frame that carries the flag belongs to its own (ending) episode.
     """
 
-    def __call__(self, stacked: Any, frames: Array, data: Any, metadata: Any) -> Array:
+    def mask_from_column(self, stacked: Any, flags: Array) -> Array:
         xp = stacked.backend.xp
-        ends = xp.astype(self._column(data, metadata), stacked.backend.default_integer_dtype)
+        ends = xp.astype(flags, stacked.backend.default_integer_dtype)
         before = xp.cumulative_sum(ends, axis=1) - ends  # number of ends strictly before each frame
         centre = stacked.centre_position
         return before == before[:, centre : centre + 1]

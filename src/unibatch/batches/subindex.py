@@ -55,6 +55,9 @@ class SubIndexedBatch(BatchBase):
     def _get_flattened(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Array, Metadata]:
         return self.batch._get_flattened(self._parent_index(index), with_metadata)
 
+    def _read_key(self, key: Any, in_metadata: bool, index: NormalizedIndex) -> Any | None:
+        return self.batch._read_key(key, in_metadata, self._parent_index(index))
+
     def _set(self, index: NormalizedIndex, value: Any) -> None:
         self.batch._set(self._parent_index(index), value)
 

@@ -20,7 +20,7 @@ from unibatch._typing import Array
 from unibatch.backends import get_backend, get_backend_or_none
 from unibatch.batches._base import BatchBase, Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
-from unibatch.batches.masks import EpisodeEndMask, EpisodeIdMask, KeyPath
+from unibatch.batches.masks import ColumnMask, EpisodeEndMask, EpisodeIdMask, KeyPath
 from unibatch.errors import SpaceMismatchError
 from unibatch.spaces import BinarySpace, DictSpace, Space, batch_space, flatten_data, get_at
 
@@ -151,11 +151,23 @@ class SliceStackedBatch(BatchBase):
         if len(self.batch) == 0 and not is_single(index):
             return batch_space(self.single_space, 0).create_empty(), self._empty_metadata() if with_metadata else None
         frames = self._frames(self._as_rows(index))
-        needs_metadata = with_metadata or self.get_valid_mask_function is not None
-        data, metadata = self._read_frames(frames, needs_metadata and self.batch.single_metadata_space is not None)
-        valid = self.get_valid_mask(frames, data, metadata)
-        if self.fill_invalid_data:
-            data = self.fill_data_with_stack_mask(self._frame_space, data, valid)
+        has_metadata = self.batch.single_metadata_space is not None
+        plan = self._plan_filled_frames(frames) if self.fill_invalid_data else None
+        if plan is not None:  # validity known before reading: read every row once, at its filled position
+            valid, filled = plan
+            data, metadata = self._read_frames(filled, with_metadata and has_metadata)
+            if metadata is not None and not self.stack_metadata:
+                metadata = self._centre(metadata)
+        else:
+            needs_metadata = with_metadata or self.get_valid_mask_function is not None
+            data, metadata = self._read_frames(frames, needs_metadata and has_metadata)
+            valid = self.get_valid_mask(frames, data, metadata)
+            if self.fill_invalid_data:
+                data = self.fill_data_with_stack_mask(self._frame_space, data, valid)
+                if metadata is not None and self.stack_metadata:
+                    metadata = self.fill_data_with_stack_mask(self.batch.single_metadata_space, metadata, valid)  # type: ignore[arg-type]
+            if metadata is not None and not self.stack_metadata:
+                metadata = self._centre(metadata)
         result_metadata = self._metadata(metadata, valid) if with_metadata else None
         if is_single(index):
             data = get_at(self._batched_space, data, 0)
@@ -170,16 +182,33 @@ class SliceStackedBatch(BatchBase):
             return flatten_data(batch_space(frame, 1), data, start_dim=1), metadata
         return flatten_data(batch_space(batch_space(frame, 1), 1), data, start_dim=2), metadata
 
+    def _plan_filled_frames(self, frames: Array) -> tuple[Array, Array] | None:
+        """``(valid, filled frames)`` from the frame indices and, when needed, one cheap column read.
+
+        None when the mask needs whole rows (no column mask, or a source without cheap columns).
+        """
+        xp = self.backend.xp
+        rows, size = int(frames.shape[0]), self.window_size
+        in_range = (frames >= 0) & (frames < len(self.batch))
+        clipped = xp.clip(frames, 0, len(self.batch) - 1)
+        mask = self.get_valid_mask_function
+        valid = in_range
+        if mask is not None:
+            if not isinstance(mask, ColumnMask):
+                return None
+            key = [mask.key] if isinstance(mask.key, (str, int)) else list(mask.key)
+            column = self.batch._read_key(key, mask.is_in_metadata, xp.reshape(clipped, (rows * size,)))
+            if column is None:
+                return None
+            valid = in_range & mask.mask_from_column(self, xp.reshape(column, (rows, size)))
+        return valid, xp.take_along_axis(clipped, self._fill_positions(valid), axis=1)
+
+    def _centre(self, metadata: Any) -> Any:
+        """The centre frame's metadata of ``(B, T, ...)`` metadata."""
+        return get_at(self.batch.single_metadata_space, metadata, (slice(None), self.centre_position))  # type: ignore[arg-type]
+
     def _metadata(self, metadata: Any, valid: Array) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        source_space = self.batch.single_metadata_space
-        if metadata is not None and source_space is not None:
-            if not self.stack_metadata:
-                result.update(get_at(source_space, metadata, (slice(None), self.centre_position)))
-            elif self.fill_invalid_data:
-                result.update(self.fill_data_with_stack_mask(source_space, metadata, valid))
-            else:
-                result.update(metadata)
+        result: dict[str, Any] = dict(metadata) if metadata is not None else {}
         result[VALID_MASK_KEY] = valid
         return result
 
@@ -190,21 +219,18 @@ class SliceStackedBatch(BatchBase):
         """For each ``(b, t)``: the window position whose frame fills it (``t`` itself when valid).
 
         Before the centre the nearest valid position at or after ``t``, after it the nearest
-        at or before ``t``; the centre counts as valid. Computed with ``(B, T, T)`` comparisons
-        (``T`` is small), without in-place writes.
+        at or before ``t``; the centre counts as valid. Two running maxima, no in-place writes.
         """
-        xp = self.backend.xp
+        backend, xp = self.backend, self.backend.xp
         size, centre = self.window_size, self.centre_position
-        positions = xp.arange(size, dtype=self.backend.default_index_dtype, device=self.device)
+        positions = xp.arange(size, dtype=backend.default_index_dtype, device=self.device)
         usable = valid | (positions == centre)[None, :]
-        target = positions[None, :, None]
-        candidate = positions[None, None, :]
-        usable_candidate = usable[:, None, :]
-        after = usable_candidate & (candidate >= target) & (candidate <= centre)
-        before = usable_candidate & (candidate <= target) & (candidate >= centre)
-        big = size
-        from_after = xp.min(xp.where(after, candidate, big), axis=2)
-        from_before = xp.max(xp.where(before, candidate, -1), axis=2)
+        # After the centre: the last usable position at or before t (a running maximum).
+        from_before = backend.cumulative_max(xp.where(usable, positions, -1), axis=1)
+        # Before the centre: the first usable position at or after t (a running maximum, reversed).
+        reversed_positions = size - 1 - positions
+        mirrored = xp.flip(xp.where(usable, reversed_positions, -1), axis=1)
+        from_after = size - 1 - xp.flip(backend.cumulative_max(mirrored, axis=1), axis=1)
         return xp.where(positions[None, :] < centre, from_after, from_before)
 
     # ------------------------------------------------------------------ factories

@@ -66,6 +66,7 @@ class ReplayBuffer(BatchBase):
         self._state = RingState(count, offset, shared=multiprocessing and storage.is_mutable)
         self._committed = (count, offset)
         self._commit_hook: Callable[[int, int], None] | None = None
+        self._columns: dict[tuple[str, ...], SpaceStorage] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ properties
@@ -137,6 +138,16 @@ class ReplayBuffer(BatchBase):
     def _get_flattened(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Array, Metadata]:
         with self._state.locked():
             return self.storage.get_flattened(self._physical(index)), None
+
+    def _read_key(self, key: Sequence[str | int], in_metadata: bool, index: NormalizedIndex) -> Any | None:
+        if in_metadata or not self.storage.supports_columns:
+            return None
+        keys = tuple(str(k) for k in ([key] if isinstance(key, (str, int)) else key))
+        column = self._columns.get(keys)
+        if column is None:
+            column = self._columns[keys] = self.storage.get_column(list(keys))
+        with self._state.locked():
+            return column.get(self._physical(index))
 
     # ------------------------------------------------------------------ writes
     def _set(self, index: NormalizedIndex, value: Any) -> None:

@@ -148,6 +148,14 @@ class TrajectoryReplayBuffer(BatchBase):
         metadata[EPISODE_IDS_KEY] = ids
         return result, metadata
 
+    def _read_key(self, key: Any, in_metadata: bool, index: NormalizedIndex) -> Any | None:
+        keys = [key] if isinstance(key, (str, int)) else list(key)
+        if in_metadata and keys == [EPISODE_IDS_KEY]:
+            return self.step_episode_id_buffer._get(index, False)[0]
+        if not in_metadata and len(keys) > 1 and keys[0] == "step_data":
+            return self.step_data_buffer._read_key(keys[1:], False, index)
+        return None
+
     # ------------------------------------------------------------------ writes
     def append(self, value: Any) -> None:
         """Append one raw step of the current episode."""

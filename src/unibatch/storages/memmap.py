@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from unibatch.errors import FormatVersionError, SpaceMismatchError, UnsupportedO
 from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, read_json
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
+from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._leaves import Leaf, assemble, leaf_table, split_value, texts_to_objects
 from unibatch.storages._registry import register_storage
 
@@ -42,6 +44,7 @@ class MemmapStorage(SpaceStorage):
     """
 
     is_multiprocessing_safe = True
+    supports_columns = True
 
     def __init__(
         self, single_instance_space: Space, path: PathLike, *, read_only: bool = True, owns_directory: bool = False
@@ -153,16 +156,19 @@ class MemmapStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ data
     def get(self, index: StorageIndex) -> Any:
-        arrays = self._open()
+        return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
+
+    def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
         host_index = _host_index(index)
         if self.capacity is None:
             self._ensure_rows(_max_row(host_index) + 1)
-            arrays = self._open()
-        if isinstance(host_index, np.ndarray):
-            values = [np.take(array, host_index, axis=0) for array in arrays]
-        else:
-            values = [np.array(array[host_index]) for array in arrays]
-        return assemble(self.single_instance_space, [self._to_backend(leaf, v) for leaf, v in zip(self._leaves, values, strict=True)])
+        arrays = self._open()
+        values = []
+        for position in positions:
+            array = arrays[position]
+            value = np.take(array, host_index, axis=0) if isinstance(host_index, np.ndarray) else np.array(array[host_index])
+            values.append(self._to_backend(self._leaves[position], value))
+        return values
 
     def _to_backend(self, leaf: Leaf, value: np.ndarray) -> Any:
         if leaf.is_text:
@@ -171,11 +177,17 @@ class MemmapStorage(SpaceStorage):
 
     def set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
+        self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
+
+    def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
         arrays = self._open()
         host_index = _host_index(index)
-        for array, leaf_value in zip(arrays, split_value(self.single_instance_space, value), strict=True):
+        for position, leaf_value in zip(positions, values, strict=True):
             backend = get_backend_or_none(leaf_value)
-            array[host_index] = backend.to_numpy(leaf_value) if backend is not None else leaf_value
+            arrays[position][host_index] = backend.to_numpy(leaf_value) if backend is not None else leaf_value
+
+    def get_column(self, nested_keys: Sequence[str]) -> SpaceStorage:
+        return LeafColumnStorage(self, nested_keys)
 
     def clear(self) -> None:
         if self.capacity is None:

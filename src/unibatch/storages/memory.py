@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ from typing_extensions import Self
 
 from unibatch.spaces import Space
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
+from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._leaves import Leaf, assemble, leaf_table, split_value
 from unibatch.storages._registry import register_storage
 from unibatch.storages.memmap import MemmapStorage
@@ -28,6 +30,8 @@ class MemoryStorage(SpaceStorage):
     :class:`MemmapStorage` in a temporary directory of shared memory (``/dev/shm``), which
     forked and spawned processes map without copying; it is deleted when closed.
     """
+
+    supports_columns = True
 
     def __init__(self, single_instance_space: Space, arrays: list[Any], capacity: int | None, length: int) -> None:
         super().__init__(single_instance_space)
@@ -97,8 +101,12 @@ class MemoryStorage(SpaceStorage):
         self._length = length
 
     def get(self, index: StorageIndex) -> Any:
+        return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
+
+    def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
         values = []
-        for leaf, array in zip(self._leaves, self._arrays, strict=True):
+        for position in positions:
+            leaf, array = self._leaves[position], self._arrays[position]
             if leaf.is_text:
                 picked = array[_host(self, index)]
                 values.append(picked if isinstance(picked, str) else np.array(picked, dtype=object))
@@ -106,17 +114,22 @@ class MemoryStorage(SpaceStorage):
                 values.append(self.backend.xp.asarray(array[index], copy=True))
             else:
                 values.append(self.backend.xp.take(array, index, axis=0))
-        return assemble(self.single_instance_space, values)
+        return values
 
     def set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
+        self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
+
+    def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
         at = self.backend.at
-        leaves = split_value(self.single_instance_space, value)
-        for position, (leaf, leaf_value) in enumerate(zip(self._leaves, leaves, strict=True)):
-            if leaf.is_text:
+        for position, leaf_value in zip(positions, values, strict=True):
+            if self._leaves[position].is_text:
                 self._arrays[position][_host(self, index)] = leaf_value
             else:
                 self._arrays[position] = at(self._arrays[position])[index].set(leaf_value)
+
+    def get_column(self, nested_keys: Sequence[str]) -> SpaceStorage:
+        return LeafColumnStorage(self, nested_keys)
 
     def clear(self) -> None:
         if self.capacity is None:

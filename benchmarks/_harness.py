@@ -1,0 +1,85 @@
+"""Measure a workload against the plain-NumPy floor, interleaved in one process (DESIGN.md §6).
+
+Each repeat times the floor and the workload back to back; the report gives median, min and
+max of the per-call times and the ratio of the medians, as text and as one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Result:
+    workload: str
+    variant: str
+    storage: str
+    backend: str
+    times: list[float]
+    floor_times: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def floor_median(self) -> float:
+        return statistics.median(self.floor_times)
+
+    @property
+    def ratio(self) -> float:
+        return self.median / self.floor_median
+
+    def line(self) -> str:
+        return (
+            f"{self.workload:<4} {self.variant:<6} {self.storage:<7} {self.backend:<8} "
+            f"median {self.median * 1e6:10.1f} us  min {min(self.times) * 1e6:10.1f}  max {max(self.times) * 1e6:10.1f}  "
+            f"floor {self.floor_median * 1e6:10.1f} us  ratio {self.ratio:6.2f}"
+        )
+
+    def json(self) -> str:
+        return json.dumps(
+            {
+                "workload": self.workload,
+                "variant": self.variant,
+                "storage": self.storage,
+                "backend": self.backend,
+                "median": self.median,
+                "min": min(self.times),
+                "max": max(self.times),
+                "floor_median": self.floor_median,
+                "ratio": self.ratio,
+            }
+        )
+
+
+def per_call(fn: Callable[[], object], calls: int) -> float:
+    """Seconds per call of ``fn`` over ``calls`` calls."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def compare(
+    workload: str,
+    variant: str,
+    storage: str,
+    backend: str,
+    run: Callable[[], object],
+    floor: Callable[[], object],
+    calls: int,
+    repeats: int = 7,
+) -> Result:
+    """Warm both up once, then alternate ``repeats`` timings of ``calls`` calls each."""
+    run()
+    floor()
+    times, floor_times = [], []
+    for _ in range(repeats):
+        floor_times.append(per_call(floor, calls))
+        times.append(per_call(run, calls))
+    return Result(workload, variant, storage, backend, times, floor_times)

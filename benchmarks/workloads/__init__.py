@@ -1,0 +1,1 @@
+"""One module per DESIGN.md §6 workload."""
