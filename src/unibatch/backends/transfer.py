@@ -75,6 +75,8 @@ def convert_tree(tree: Any, target: ComputeBackend, device: Device | None = None
     from unibatch.backends import get_backend_or_none
 
     def leaf(value: Any) -> Any:
-        return value if get_backend_or_none(value) is None else convert(value, target, device)
+        if get_backend_or_none(value) is None or (isinstance(value, np.ndarray) and value.dtype == object):
+            return value  # Python values and object arrays (texts) stay as they are on every backend
+        return convert(value, target, device)
 
     return optree.tree_map(leaf, tree, none_is_leaf=True)

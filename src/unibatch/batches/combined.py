@@ -10,7 +10,7 @@ import numpy as np
 
 from unibatch._typing import Array, Device
 from unibatch.batches._base import BatchBase, Metadata
-from unibatch.batches._indexing import NormalizedIndex, is_single
+from unibatch.batches._indexing import NormalizedIndex, index_length, is_single
 from unibatch.errors import SpaceMismatchError
 from unibatch.spaces import BoxSpace, DictSpace, batch_space, get_at, set_at
 
@@ -50,7 +50,8 @@ class CombinedBatch(BatchBase):
         metadata = DictSpace(backend, dict(first.single_metadata_space or {}))
         metadata[BATCH_INDEX_KEY] = BoxSpace(backend, 0, len(batches) - 1, backend.default_index_dtype, shape=())
         space = first.single_space if device is None else first.single_space.to(device=device)
-        super().__init__(space, metadata.to(device=device) if device is not None else metadata)
+        self.metadata_space = metadata.to(device=device) if device is not None else metadata
+        super().__init__(space, self.metadata_space)
         self.batches = batches
 
     @property
@@ -91,9 +92,9 @@ class CombinedBatch(BatchBase):
             child, _, local = routes[0] if routes else (len(self.batches) - 1, None, index)
             data, metadata = read(self.batches[child], local)
             return data, self._with_batch_index(metadata, child, local) if with_metadata else None
-        count = int(index.shape[0])
+        count = index_length(index)
         data = empty(count)
-        metadata_space = batch_space(self.single_metadata_space, count)
+        metadata_space: Any = batch_space(self.metadata_space, count)
         metadata = metadata_space.create_empty() if with_metadata else None
         for child, positions, local in routes:
             part, part_metadata = read(self.batches[child], local)

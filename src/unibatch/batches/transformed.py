@@ -32,10 +32,10 @@ class TransformedBatch(BatchBase):
         source_metadata = batch.single_metadata_space
         if source_metadata is None:
             metadata_transformation = None
-        metadata_space = source_metadata
+        metadata_space: Any = source_metadata
         if metadata_transformation is not None and source_metadata is not None:
             metadata_space = metadata_transformation.get_target_space_from_source(source_metadata)
-        super().__init__(transformation.get_target_space_from_source(batch.single_space), metadata_space)  # type: ignore[arg-type]
+        super().__init__(transformation.get_target_space_from_source(batch.single_space), metadata_space)
         self.batch = batch
         self.transformation = transformation
         self.metadata_transformation = metadata_transformation

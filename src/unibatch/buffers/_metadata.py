@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,12 @@ METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
 
 
-def write_metadata(directory: str | Path, payload: dict[str, Any]) -> None:
+def write_metadata(directory: str | os.PathLike[str], payload: dict[str, Any]) -> None:
     """Atomically replace ``directory/metadata.json`` with ``payload`` plus ``format_version``."""
     atomic_write_json(Path(directory) / METADATA_FILE, {"format_version": FORMAT_VERSION, **payload})
 
 
-def read_metadata(directory: str | Path, expected_type: str | None = None) -> dict[str, Any] | None:
+def read_metadata(directory: str | os.PathLike[str], expected_type: str | None = None) -> dict[str, Any] | None:
     """The metadata in ``directory``, or None when there is none (or of another ``type``).
 
     Raises:

@@ -135,7 +135,7 @@ def sample(path: Path, backend: ComputeBackend, arguments: argparse.Namespace) -
         rng, index = backend.random_discrete_uniform((arguments.batch_size,), 0, len(windows), rng=rng)
         data, metadata = windows.get_at_with_metadata(index)
     elapsed = (time.perf_counter() - start) / arguments.batches
-    valid = backend.to_numpy(metadata["slice_valid_mask"])
+    valid = backend.to_numpy((metadata or {})["slice_valid_mask"])
     image = data["step_data"]["obs"]["image"]
     print(f"[{backend.simplified_name}] reopened {len(buffer)} steps of {buffer.current_episode_id} episodes in {reopened * 1e3:.1f} ms")
     print(

@@ -22,6 +22,7 @@ from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._registry import storage_class
 
 FORMAT_VERSION = 1
+INNER_NAME = "inner_storage"
 
 
 # ---------------------------------------------------------------------- classes and paths
@@ -43,6 +44,11 @@ def prepare_directory(cache_path: PathLike | None) -> Path | None:
         raise FileExistsError(f"{path} already exists and is not empty")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def inner_file_name(inner_cls: type[SpaceStorage]) -> str:
+    """Path of the one inner storage in a composition's directory: ``inner_storage<ext>``."""
+    return INNER_NAME + (inner_cls.single_file_ext or "")
 
 
 def child_path(directory: Path | None, relative: str) -> Path | None:
@@ -102,26 +108,28 @@ class InnerStorageWrapper(SpaceStorage):
     sidecar_name: ClassVar[str] = ""
     """File name of the sidecar in the composition's directory."""
 
-    def __init__(self, single_instance_space: Space, inner: SpaceStorage, directory: Path | None, relative: str) -> None:
+    def __init__(
+        self, single_instance_space: Space, inner: SpaceStorage, directory: Path | None, relative: str | None
+    ) -> None:
         super().__init__(single_instance_space)
         self.inner = inner
         self.cache_filename = directory
-        self._relative = relative
+        self._relative = relative or inner_file_name(type(inner))
 
-    @property  # type: ignore[override]
-    def capacity(self) -> int | None:
+    @property
+    def capacity(self) -> int | None:  # type: ignore[override]
         return self.inner.capacity
 
-    @property  # type: ignore[override]
-    def is_mutable(self) -> bool:
+    @property
+    def is_mutable(self) -> bool:  # type: ignore[override]
         return self.inner.is_mutable
 
-    @property  # type: ignore[override]
-    def is_multiprocessing_safe(self) -> bool:
+    @property
+    def is_multiprocessing_safe(self) -> bool:  # type: ignore[override]
         return self.inner.is_multiprocessing_safe
 
-    @property  # type: ignore[override]
-    def has_expensive_reads(self) -> bool:
+    @property
+    def has_expensive_reads(self) -> bool:  # type: ignore[override]
         return self.inner.has_expensive_reads
 
     def __len__(self) -> int:
@@ -173,20 +181,20 @@ class ColumnView(SpaceStorage):
         self.storage = storage
         self.keys = tuple(keys)
 
-    @property  # type: ignore[override]
-    def capacity(self) -> int | None:
+    @property
+    def capacity(self) -> int | None:  # type: ignore[override]
         return self.storage.capacity
 
-    @property  # type: ignore[override]
-    def is_mutable(self) -> bool:
+    @property
+    def is_mutable(self) -> bool:  # type: ignore[override]
         return self.storage.is_mutable
 
-    @property  # type: ignore[override]
-    def is_multiprocessing_safe(self) -> bool:
+    @property
+    def is_multiprocessing_safe(self) -> bool:  # type: ignore[override]
         return self.storage.is_multiprocessing_safe
 
-    @property  # type: ignore[override]
-    def has_expensive_reads(self) -> bool:
+    @property
+    def has_expensive_reads(self) -> bool:  # type: ignore[override]
         return self.storage.has_expensive_reads
 
     def __len__(self) -> int:

@@ -22,6 +22,7 @@ from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._composite import (
     InnerStorageWrapper,
     child_path,
+    inner_file_name,
     parse_child,
     prepare_directory,
     read_sidecar,
@@ -31,7 +32,6 @@ from unibatch.storages._leaves import assemble, split_value
 from unibatch.storages._registry import register_storage
 
 SIDECAR = "backend.json"
-INNER_NAME = "inner_storage"
 
 
 @register_storage("backend")
@@ -46,21 +46,28 @@ class ToBackendOrDeviceStorage(InnerStorageWrapper):
         single_instance_space: the space of one value, as seen by callers.
         inner: a storage of the same space on its own backend and device.
         directory: the composition's directory, or None.
-        relative: the inner storage's path inside ``directory``.
+        relative: the inner storage's path inside ``directory`` (default ``inner_storage<ext>``).
     """
 
     sidecar_name = SIDECAR
 
-    def __init__(self, single_instance_space: Space, inner: SpaceStorage, directory: Path | None = None, relative: str = INNER_NAME) -> None:
+    def __init__(
+        self,
+        single_instance_space: Space,
+        inner: SpaceStorage,
+        directory: Path | None = None,
+        relative: str | None = None,
+    ) -> None:
         expected = single_instance_space.to(backend=inner.backend)
         if inner.single_instance_space != expected:
             raise SpaceMismatchError(
-                f"ToBackendOrDeviceStorage: the inner storage must hold {expected!r}, got {inner.single_instance_space!r}"
+                f"ToBackendOrDeviceStorage: the inner storage must hold {expected!r}, "
+                f"got {inner.single_instance_space!r}"
             )
         super().__init__(single_instance_space, inner, directory, relative)
 
     @classmethod
-    def create(
+    def create(  # type: ignore[override]  # the class of the children comes first, as in the reference
         cls,
         single_instance_space: Space,
         inner_storage_cls: type[SpaceStorage] | str,
@@ -96,7 +103,7 @@ class ToBackendOrDeviceStorage(InnerStorageWrapper):
         if _same_place(single_instance_space, inner_space):
             return inner_cls.create(single_instance_space, *args, cache_path=cache_path, **arguments)
         directory = prepare_directory(cache_path)
-        relative = INNER_NAME + (inner_cls.single_file_ext or "")
+        relative = inner_file_name(inner_cls)
         inner = inner_cls.create(inner_space, *args, cache_path=child_path(directory, relative), **arguments)
         storage = cls(single_instance_space, inner, directory, relative)
         storage._write_sidecar()
@@ -124,7 +131,9 @@ class ToBackendOrDeviceStorage(InnerStorageWrapper):
                 f"got {name!r} and {device_name!r}"
             )
         inner_backend = backend_from_name(name)
-        inner_space = single_instance_space.to(backend=inner_backend, device=inner_backend.deserialize_device(device_name))
+        inner_space = single_instance_space.to(
+            backend=inner_backend, device=inner_backend.deserialize_device(device_name)
+        )
         inner = inner_cls.load_from(
             directory / relative,
             inner_space,

@@ -20,6 +20,7 @@ from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._composite import (
     InnerStorageWrapper,
     child_path,
+    inner_file_name,
     parse_child,
     prepare_directory,
     read_sidecar,
@@ -28,7 +29,6 @@ from unibatch.storages._composite import (
 from unibatch.storages._registry import register_storage
 
 SIDECAR = "flattened.json"
-INNER_NAME = "inner_storage"
 
 
 @register_storage("flattened")
@@ -43,12 +43,18 @@ class FlattenedStorage(InnerStorageWrapper):
         single_instance_space: the space of one value (every leaf flattenable).
         inner: a storage of ``flatten_space(single_instance_space)``.
         directory: the composition's directory, or None.
-        relative: the inner storage's path inside ``directory``.
+        relative: the inner storage's path inside ``directory`` (default ``inner_storage<ext>``).
     """
 
     sidecar_name = SIDECAR
 
-    def __init__(self, single_instance_space: Space, inner: SpaceStorage, directory: Path | None = None, relative: str = INNER_NAME) -> None:
+    def __init__(
+        self,
+        single_instance_space: Space,
+        inner: SpaceStorage,
+        directory: Path | None = None,
+        relative: str | None = None,
+    ) -> None:
         flat = flatten_space(single_instance_space)
         if inner.single_instance_space != flat:
             raise SpaceMismatchError(
@@ -57,7 +63,7 @@ class FlattenedStorage(InnerStorageWrapper):
         super().__init__(single_instance_space, inner, directory, relative)
 
     @classmethod
-    def create(
+    def create(  # type: ignore[override]  # the class of the children comes first, as in the reference
         cls,
         single_instance_space: Space,
         inner_storage_cls: type[SpaceStorage] | str,
@@ -83,7 +89,7 @@ class FlattenedStorage(InnerStorageWrapper):
         inner_cls = resolve_storage_class(inner_storage_cls, "FlattenedStorage inner_storage_cls")
         flat = flatten_space(single_instance_space)
         directory = prepare_directory(cache_path)
-        relative = INNER_NAME + (inner_cls.single_file_ext or "")
+        relative = inner_file_name(inner_cls)
         inner = inner_cls.create(
             flat,
             *args,

@@ -45,6 +45,7 @@ class MemmapStorage(SpaceStorage):
 
     is_multiprocessing_safe = True
     supports_columns = True
+    cache_filename: Path
 
     def __init__(
         self, single_instance_space: Space, path: PathLike, *, read_only: bool = True, owns_directory: bool = False
@@ -123,7 +124,7 @@ class MemmapStorage(SpaceStorage):
     # ------------------------------------------------------------------ files
     def _open(self) -> list[np.memmap]:
         if self._arrays is None:
-            mode = "r" if not self.is_mutable else "r+"
+            mode: Any = "r" if not self.is_mutable else "r+"
             self._arrays = [
                 np.memmap(self.cache_filename / _file_name(i), dtype=leaf.numpy_dtype, mode=mode, shape=(self._rows, *leaf.shape))
                 for i, leaf in enumerate(self._leaves)

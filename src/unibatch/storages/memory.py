@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from collections.abc import Sequence
@@ -138,6 +139,8 @@ class MemoryStorage(SpaceStorage):
 
     def dumps(self, path: PathLike) -> None:
         """Write the rows to ``path`` in the memmap layout (reload with :meth:`load_from`)."""
+        if (Path(path) / "memmap.json").is_file():  # an earlier dump of this storage: replace it
+            shutil.rmtree(path)
         target = MemmapStorage.create(self.single_instance_space, capacity=self.capacity, cache_path=path, initial_rows=max(self._length, 1))
         if self.capacity is None:
             target._resize(self._length)

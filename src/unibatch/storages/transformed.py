@@ -19,6 +19,7 @@ from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._composite import (
     InnerStorageWrapper,
     child_path,
+    inner_file_name,
     parse_child,
     prepare_directory,
     read_sidecar,
@@ -28,7 +29,6 @@ from unibatch.storages._registry import register_storage
 from unibatch.transformations import DataTransformation, json_to_transformation, transformation_to_json
 
 SIDECAR = "transformed.json"
-INNER_NAME = "inner_storage"
 
 
 @register_storage("transformed")
@@ -44,7 +44,7 @@ class TransformedStorage(InnerStorageWrapper):
         transformation: an invertible transformation (``has_inverse`` is True).
         inner: a storage of ``transformation.get_target_space_from_source(single_instance_space)``.
         directory: the composition's directory, or None.
-        relative: the inner storage's path inside ``directory``.
+        relative: the inner storage's path inside ``directory`` (default ``inner_storage<ext>``).
     """
 
     sidecar_name = SIDECAR
@@ -55,7 +55,7 @@ class TransformedStorage(InnerStorageWrapper):
         transformation: DataTransformation,
         inner: SpaceStorage,
         directory: Path | None = None,
-        relative: str = INNER_NAME,
+        relative: str | None = None,
     ) -> None:
         target = _target_space(transformation, single_instance_space)
         if inner.single_instance_space != target:
@@ -69,7 +69,7 @@ class TransformedStorage(InnerStorageWrapper):
         self._batched_target_space = batch_space(target, 1)
 
     @classmethod
-    def create(
+    def create(  # type: ignore[override]  # the class of the children comes first, as in the reference
         cls,
         single_instance_space: Space,
         inner_storage_cls: type[SpaceStorage] | str,
@@ -99,7 +99,7 @@ class TransformedStorage(InnerStorageWrapper):
         if cache_path is not None:  # fail before creating anything when it cannot be persisted
             transformation_to_json(data_transformation, single_instance_space)
         directory = prepare_directory(cache_path)
-        relative = INNER_NAME + (inner_cls.single_file_ext or "")
+        relative = inner_file_name(inner_cls)
         inner = inner_cls.create(
             target,
             *args,
@@ -127,7 +127,7 @@ class TransformedStorage(InnerStorageWrapper):
         directory = Path(path)
         sidecar = read_sidecar(directory, SIDECAR, "transformed")
         inner_cls, relative = parse_child(sidecar.get("inner"), directory / SIDECAR)
-        transformation = json_to_transformation(sidecar.get("transformation"), single_instance_space)
+        transformation = json_to_transformation(sidecar.get("transformation", {}), single_instance_space)
         inner = inner_cls.load_from(
             directory / relative,
             _target_space(transformation, single_instance_space),

@@ -146,7 +146,7 @@ class BatchTests:
             assert metadata is None
             return
         assert isinstance(metadata, dict) and set(metadata) == set(space.keys())
-        expected_space = space if single else batch_space(space, len(selected))
+        expected_space: Any = space if single else batch_space(space, len(selected))
         for key, sub in expected_space.items():
             assert tuple(np.shape(host(metadata[key]))) == tuple(sub.shape or ()), f"metadata[{key!r}] shape"
         if case.metadata is not None:

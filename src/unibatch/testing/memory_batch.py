@@ -63,7 +63,7 @@ class InMemoryBatch(BatchBase):
         return data, get_at(self.single_metadata_space, self.metadata, index)
 
     def _set(self, index: NormalizedIndex, value: Any) -> None:
-        if is_single(index) or int(index.shape[0]):
+        if isinstance(index, int) or int(index.shape[0]):
             self.data = set_at(self._batched_space, self.data, index, value)
 
     def _extend(self, value: Any) -> None:
