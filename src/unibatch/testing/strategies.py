@@ -39,7 +39,7 @@ def seeds() -> st.SearchStrategy[int]:
 
 
 @st.composite
-def shapes(draw: st.DrawFn, max_rank: int = 3, max_side: int = 3, allow_zero: bool = True) -> tuple[int, ...]:
+def shapes(draw: st.DrawFn, max_rank: int = 3, max_side: int = 2, allow_zero: bool = True) -> tuple[int, ...]:
     """Array shapes of rank ``0..max_rank`` with sides ``1..max_side`` (about one in five may hold a 0)."""
     smallest = 0 if allow_zero and draw(st.integers(0, 4)) == 4 else 1
     return tuple(draw(st.lists(st.integers(smallest, max_side), max_size=max_rank)))
@@ -53,6 +53,12 @@ def _bound_shape(draw: st.DrawFn, shape: tuple[int, ...]) -> tuple[int, ...]:
     rank = draw(st.integers(0, len(shape)))
     tail = shape[len(shape) - rank :]
     return tuple(draw(st.sampled_from((1, side))) if side != 1 else 1 for side in tail)
+
+
+def _infinite_mask(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    """Where a bound is infinite: everywhere, or element by element."""
+    everywhere = st.just(np.ones(shape, dtype=bool))
+    return st.one_of(everywhere, hnp.arrays(np.bool_, shape, elements=st.booleans()))
 
 
 def _finite_elements(dtype_name: str, np_dtype: np.dtype) -> st.SearchStrategy[Any]:
@@ -87,14 +93,8 @@ def box_spaces(
     second = draw(hnp.arrays(first.dtype, bound_shape, elements=elements))
     low, high = np.minimum(first, second), np.maximum(first, second)
     if allow_infinite:
-        # Per bound: all finite, all infinite, or mixed element by element.
-        infinite = st.one_of(st.just(False), st.just(True), st.booleans())
-        low_inf = draw(hnp.arrays(np.bool_, bound_shape, elements=infinite))
-        high_inf = draw(hnp.arrays(np.bool_, bound_shape, elements=infinite))
-        if low_inf.any():
-            low = np.where(low_inf, -np.inf, low)
-        if high_inf.any():
-            high = np.where(high_inf, np.inf, high)
+        low = np.where(draw(_infinite_mask(bound_shape)), -np.inf, low) if draw(st.booleans()) else low
+        high = np.where(draw(_infinite_mask(bound_shape)), np.inf, high) if draw(st.booleans()) else high
     low_arg: Any = low
     high_arg: Any = high
     if bound_shape == () and draw(st.booleans()):
@@ -113,7 +113,7 @@ def binary_spaces(
 
 def charsets(max_size: int = 6) -> st.SearchStrategy[str]:
     """Non-empty character sets without repeats (any non-surrogate characters)."""
-    return st.lists(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=max_size, unique=True).map("".join)
+    return st.lists(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=max_size, unique=True).map("".join)
 
 
 @st.composite
@@ -137,7 +137,7 @@ def leaf_spaces(
     shape: st.SearchStrategy[tuple[int, ...]] | None = None,
 ) -> st.SearchStrategy[Space]:
     """One leaf space: ``BoxSpace``, ``BinarySpace`` or ``TextSpace`` (as ``kinds`` allows)."""
-    options = []
+    options: list[st.SearchStrategy[Space]] = []
     if "box" in kinds:
         options.append(box_spaces(backend, dtypes, shape=shape))
     if "binary" in kinds:
@@ -166,7 +166,7 @@ def spaces(
     max_children: int = 3,
     shape: st.SearchStrategy[tuple[int, ...]] | None = None,
 ) -> Space:
-    """Random nested spaces: leaves (see :func:`leaf_spaces`) inside ``DictSpace``/``TupleSpace`` up to ``max_depth``."""
+    """Random nested spaces: leaves (:func:`leaf_spaces`) in ``DictSpace``/``TupleSpace`` nests up to ``max_depth``."""
     leaf = leaf_spaces(
         backend,
         kinds=kinds,
