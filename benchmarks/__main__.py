@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from benchmarks.workloads import data, windows
+
 from unibatch import ReplayBuffer
 from unibatch.backends import backend_from_name
 from unibatch.storages import MemmapStorage, MemoryStorage

@@ -37,7 +37,8 @@ class Result:
     def line(self) -> str:
         return (
             f"{self.workload:<4} {self.variant:<6} {self.storage:<7} {self.backend:<8} "
-            f"median {self.median * 1e6:10.1f} us  min {min(self.times) * 1e6:10.1f}  max {max(self.times) * 1e6:10.1f}  "
+            f"median {self.median * 1e6:10.1f} us  min {min(self.times) * 1e6:10.1f}  "
+            f"max {max(self.times) * 1e6:10.1f}  "
             f"floor {self.floor_median * 1e6:10.1f} us  ratio {self.ratio:6.2f}"
         )
 

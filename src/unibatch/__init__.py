@@ -7,6 +7,7 @@ from typing import Any
 
 from unibatch._typing import IndexableType as IndexableType
 from unibatch.backends import ComputeBackend as ComputeBackend
+from unibatch.backends import NumpyComputeBackend as NumpyComputeBackend
 from unibatch.batches import BatchBase as BatchBase
 from unibatch.batches import CombinedBatch as CombinedBatch
 from unibatch.batches import FrameStackedBatch as FrameStackedBatch
@@ -18,7 +19,6 @@ from unibatch.batches import TransformedBatch as TransformedBatch
 from unibatch.buffers import ReplayBuffer as ReplayBuffer
 from unibatch.buffers import TrajectoryData as TrajectoryData
 from unibatch.buffers import TrajectoryReplayBuffer as TrajectoryReplayBuffer
-from unibatch.backends import NumpyComputeBackend as NumpyComputeBackend
 from unibatch.spaces import BatchedSpace as BatchedSpace
 from unibatch.spaces import BinarySpace as BinarySpace
 from unibatch.spaces import BoxSpace as BoxSpace

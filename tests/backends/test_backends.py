@@ -6,8 +6,8 @@ import pickle
 
 import numpy as np
 import pytest
-
 from tests.conftest import to_numpy
+
 from unibatch.backends import backend_from_name, get_backend
 from unibatch.errors import UnknownNameError
 

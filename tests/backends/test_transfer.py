@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tests.conftest import to_numpy
+
 from unibatch.backends import convert, convert_tree, get_backend
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-
 from tests.batches.sources import robot_batch, robot_sample
+
 from unibatch.backends import backend_from_name
-from unibatch.spaces import batch_space, flatten_data
 from unibatch.batches import (
     CombinedBatch,
     FrameStackedBatch,
@@ -15,6 +14,7 @@ from unibatch.batches import (
     ToBackendOrDeviceBatch,
     TransformedBatch,
 )
+from unibatch.spaces import batch_space, flatten_data
 from unibatch.testing.conformance import BatchCase, BatchTests, host, stack_samples
 from unibatch.transformations import DictTransformation, RescaleTransformation
 
@@ -108,7 +108,9 @@ class TestDeviceOnlyBatch(BatchTests):
 class TestFrameStackedBatch(BatchTests):
     def expected_flat(self, case, data, single):
         frame = batch_space(case.batch.batch.single_space, 1)
-        return flatten_data(frame, data, start_dim=1) if single else flatten_data(batch_space(frame, 1), data, start_dim=2)
+        return (
+            flatten_data(frame, data, start_dim=1) if single else flatten_data(batch_space(frame, 1), data, start_dim=2)
+        )
 
     def make_case(self, backend):
         episodes = [0, 0, 0, 1, 1, 1, 1, 2]

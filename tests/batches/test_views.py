@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tests.batches.sources import robot_batch, robot_sample
 from tests.conftest import to_numpy
+
 from unibatch import BoxSpace, DictSpace
 from unibatch.backends import backend_from_name, get_backend
 from unibatch.batches import (
@@ -164,7 +164,11 @@ class ReadOnlySource(BatchBase):
 
     def _get(self, index, with_metadata):
         backend = self.backend
-        value = backend.asarray(np.float32(index)) if isinstance(index, int) else backend.xp.astype(index, backend.as_dtype("float32"))
+        value = (
+            backend.asarray(np.float32(index))
+            if isinstance(index, int)
+            else backend.xp.astype(index, backend.as_dtype("float32"))
+        )
         return {"x": value}, None
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tests.batches.sources import robot_batch
 from tests.conftest import to_numpy
+
 from unibatch import BinarySpace, BoxSpace, DictSpace
 from unibatch.batches import BatchBase, CombinedBatch, FrameStackedBatch, SliceStackedBatch
 from unibatch.errors import ReadOnlyError, SpaceMismatchError
@@ -73,7 +73,9 @@ def test_non_contiguous_validity_fills_toward_the_centre(backend):
     stacked = SliceStackedBatch(episode_source(backend), [-3, -2, -1, 0, 1, 2])
     valid = backend.asarray(np.array([[True, False, True, True, False, True]]))
     data = {"x": backend.asarray(np.arange(6, dtype=np.float32)[None])}
-    filled = stacked.fill_data_with_stack_mask(DictSpace(backend, {"x": BoxSpace(backend, 0, 9, "float32")}), data, valid)
+    filled = stacked.fill_data_with_stack_mask(
+        DictSpace(backend, {"x": BoxSpace(backend, 0, 9, "float32")}), data, valid
+    )
     # Frame 1 takes frame 2 (nearest valid toward the centre), frame 4 takes the centre.
     assert to_numpy(filled["x"]).tolist() == [[0, 2, 2, 3, 3, 5]]
 
@@ -95,7 +97,9 @@ def test_spaces_and_metadata_layout(backend):
 
 
 def test_flattened_path(backend):
-    stacked = FrameStackedBatch(episode_source(backend), prefetch_horizon=2, get_valid_mask_function=mask_function(False, False))
+    stacked = FrameStackedBatch(
+        episode_source(backend), prefetch_horizon=2, get_valid_mask_function=mask_function(False, False)
+    )
     flat, metadata = stacked.get_flattened_at_with_metadata([3, 4])
     assert tuple(flat.shape) == (2, 3, 2)  # (B, T, D) with D = episode_id + x
     assert to_numpy(flat)[0, :, 1].tolist() == [3, 3, 3]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tests.conftest import to_numpy
+
 from unibatch import BinarySpace, BoxSpace, DictSpace, FrameStackedBatch, TrajectoryReplayBuffer
 from unibatch.buffers import EpisodeCapacityError, MissingEpisodeDataError
 from unibatch.errors import ReadOnlyError, SpaceMismatchError, UnsupportedOperationError
@@ -14,7 +14,9 @@ from unibatch.testing.conformance import BatchCase, BatchTests, assert_tree_equa
 
 
 def step_space(backend):
-    return DictSpace(backend, {"obs": BoxSpace(backend, -100, 100, "float32", shape=(2,)), "done": BinarySpace(backend)})
+    return DictSpace(
+        backend, {"obs": BoxSpace(backend, -100, 100, "float32", shape=(2,)), "done": BinarySpace(backend)}
+    )
 
 
 def episode_space(backend):
@@ -211,4 +213,6 @@ def test_creation_checks(backend):
     with pytest.raises(UnsupportedOperationError, match="no episode data"):
         without.set_current_episode_data(task(backend, 0))
     with pytest.raises(UnsupportedOperationError, match="remove_at"):
-        without.remove_at(0) if len(without) else without.extend(concatenate(step_space(backend), [step(backend, 0, 0)])) or without.remove_at(0)
+        without.remove_at(0) if len(without) else without.extend(
+            concatenate(step_space(backend), [step(backend, 0, 0)])
+        ) or without.remove_at(0)

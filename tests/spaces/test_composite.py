@@ -6,8 +6,8 @@ import copy
 
 import numpy as np
 import pytest
-
 from tests.conftest import to_numpy
+
 from unibatch import BatchedSpace, BinarySpace, BoxSpace, DictSpace, TextSpace, TupleSpace
 from unibatch.errors import SpaceMismatchError
 

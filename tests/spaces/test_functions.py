@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tests.conftest import to_numpy
+
 from unibatch import BatchedSpace, BinarySpace, BoxSpace, DictSpace, TextSpace, TupleSpace
 from unibatch.errors import SpaceMismatchError, UnsupportedSpaceError
 from unibatch.spaces import (
@@ -170,7 +170,9 @@ def test_flatten_batch_with_start_dim(backend):
 
 
 def test_flatten_texts_with_charset(backend):
-    space = DictSpace(backend, {"name": TextSpace(backend, 4, charset="abc"), "x": BoxSpace(backend, 0, 9, "int32", shape=(1,))})
+    space = DictSpace(
+        backend, {"name": TextSpace(backend, 4, charset="abc"), "x": BoxSpace(backend, 0, 9, "int32", shape=(1,))}
+    )
     value = {"name": "cab", "x": backend.asarray([7], dtype="int32")}
     flat = flatten_data(space, value)
     np.testing.assert_array_equal(to_numpy(flat), [2, 0, 1, 3, 7])

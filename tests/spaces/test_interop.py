@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tests.conftest import to_numpy
+
 from unibatch import BinarySpace, BoxSpace, DictSpace, TextSpace, TupleSpace
 from unibatch.errors import UnsupportedSpaceError
 from unibatch.spaces import construct_space_from_data, from_gymnasium_space, to_gymnasium_space

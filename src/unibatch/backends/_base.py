@@ -9,6 +9,7 @@ dtype and device (de)serialization by name, and NumPy/DLPack conversion.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Generic
@@ -229,7 +230,7 @@ class ComputeBackend(ABC, Generic[ArrayT, DeviceT, DTypeT, RNGT]):
     def random_permutation(self, n: int, *, rng: RNGT, device: DeviceT | None = None) -> tuple[RNGT, ArrayT]:
         """A random permutation of ``range(n)`` (default index dtype); returns ``(new_rng, perm)``."""
 
-    def cumulative_max(self, x: ArrayT, axis: int) -> ArrayT:
+    def cumulative_max(self, x: Any, axis: int) -> Any:
         """Running maximum along ``axis`` (not in the array API; each backend has its own)."""
         xp = self.xp
         size = x.shape[axis]
@@ -287,10 +288,8 @@ def dtype_to_name(dtype: Any) -> str:
     except (KeyError, TypeError):
         pass
     name = _dtype_to_name(dtype)
-    try:
+    with contextlib.suppress(TypeError):  # an unhashable dtype-like is not cached
         _NAME_CACHE[dtype] = name
-    except TypeError:  # an unhashable dtype-like: not cached
-        pass
     return name
 
 

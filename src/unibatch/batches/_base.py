@@ -197,7 +197,7 @@ class BatchBase(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         """Append one flattened sample of shape ``(D,)``."""
         self._check_writable("append_flattened")
         self._check_flat(value, 0)
-        self._extend_flattened(value[None])
+        self._extend_flattened(value[None])  # type: ignore[index]
 
     def extend(self, value: BatchT) -> None:
         """Append a batch of structured samples (leading axis = number of samples)."""

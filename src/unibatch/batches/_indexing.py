@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import operator
 from types import EllipsisType
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import numpy as np
-from typing_extensions import TypeAlias
 
 from unibatch._typing import Array, Device
 from unibatch.backends import ComputeBackend, convert, get_backend_or_none
 from unibatch.errors import IndexOutOfRangeError, InvalidIndexError
 
-NormalizedIndex: TypeAlias = Union[int, Array]
+NormalizedIndex: TypeAlias = int | Array
 """An ``int`` in ``[0, length)`` (one sample) or a 1-D integer backend array (a batch)."""
 
 
@@ -29,9 +28,7 @@ def is_single(index: NormalizedIndex) -> bool:
     return isinstance(index, int)
 
 
-def normalize_index(
-    index: Any, length: int, backend: ComputeBackend, device: Device | None = None
-) -> NormalizedIndex:
+def normalize_index(index: Any, length: int, backend: ComputeBackend, device: Device | None = None) -> NormalizedIndex:
     """Check ``index`` against ``length`` and bring it to the normalised form.
 
     Args:
@@ -111,6 +108,6 @@ def _normalize_array(index: Array, length: int, backend: ComputeBackend, device:
     return xp.where(index < 0, index + length, index) if low < 0 else index
 
 
-def index_length(index: NormalizedIndex) -> int:
+def index_length(index: Array) -> int:
     """How many samples a normalised batch index addresses."""
     return int(index.shape[0])

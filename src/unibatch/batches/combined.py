@@ -81,11 +81,20 @@ class CombinedBatch(BatchBase):
         routes = []
         for child in np.unique(children).tolist():
             positions = np.nonzero(children == child)[0]
-            local = backend.asarray(host[positions] - starts[child], dtype=backend.default_index_dtype, device=self.batches[child].device)
+            local = backend.asarray(
+                host[positions] - starts[child], dtype=backend.default_index_dtype, device=self.batches[child].device
+            )
             routes.append((child, positions, local))
         return routes
 
-    def _gather(self, index: NormalizedIndex, with_metadata: bool, read: Callable[[BatchBase, Any], tuple[Any, Metadata]], empty: Callable[[int], Any], space: Any) -> tuple[Any, Metadata]:
+    def _gather(
+        self,
+        index: NormalizedIndex,
+        with_metadata: bool,
+        read: Callable[[BatchBase, Any], tuple[Any, Metadata]],
+        empty: Callable[[int], Any],
+        space: Any,
+    ) -> tuple[Any, Metadata]:
         backend = self.backend
         routes = self._route(index)
         if is_single(index) or len(routes) == 1:

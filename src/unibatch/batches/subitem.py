@@ -25,7 +25,7 @@ class SubItemBatch(BatchBase):
     is_mutable = False
 
     def __init__(self, batch: BatchBase, sub_indexes: Sequence[str | int]) -> None:
-        keys = [sub_indexes] if isinstance(sub_indexes, (str, int)) else list(sub_indexes)
+        keys: list[str | int] = [sub_indexes] if isinstance(sub_indexes, (str, int)) else list(sub_indexes)
         super().__init__(_follow(batch.single_space, keys), batch.single_metadata_space)
         self.batch = batch
         self.sub_indexes = keys
@@ -44,10 +44,10 @@ def _follow(space: Space, keys: list[str | int]) -> Space:
     """The sub-space at a key path, with an error naming the first key that does not exist."""
     for position, key in enumerate(keys):
         path = "/".join(map(str, keys[: position + 1]))
-        if isinstance(space, DictSpace) and isinstance(key, str) and key in space.spaces:
-            space = space[key]
-        elif isinstance(space, TupleSpace) and isinstance(key, int) and -len(space) <= key < len(space):
-            space = space[key]
+        in_dict = isinstance(space, DictSpace) and isinstance(key, str) and key in space.spaces
+        in_tuple = isinstance(space, TupleSpace) and isinstance(key, int) and -len(space) <= key < len(space)
+        if in_dict or in_tuple:
+            space = space[key]  # type: ignore[index]
         else:
             raise SpaceMismatchError(f"column {path!r} does not exist in {space!r}")
     return space

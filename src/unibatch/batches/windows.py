@@ -10,6 +10,7 @@ the source says its reads are expensive (``has_expensive_reads``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,7 +61,8 @@ class SliceStackedBatch(BatchBase):
         source_metadata = batch.single_metadata_space
         metadata: dict[str, Space] = {}
         if source_metadata is not None:
-            metadata = dict((batch_space(source_metadata, size) if stack_metadata else source_metadata).items())
+            per_sample: Any = batch_space(source_metadata, size) if stack_metadata else source_metadata
+            metadata = dict(per_sample.items())
         metadata[VALID_MASK_KEY] = BinarySpace(batch.backend, (size,), device=batch.device)
         super().__init__(batch_space(batch.single_space, size), DictSpace(batch.backend, metadata, batch.device))
         self.batch = batch
@@ -92,7 +94,6 @@ class SliceStackedBatch(BatchBase):
 
     def get_valid_mask(self, frames: Array, data: Any, metadata: Any) -> Array:
         """``(B, T)`` validity of frames already read: inside ``[0, len)`` and accepted by the mask function."""
-        xp = self.backend.xp
         valid = (frames >= 0) & (frames < len(self.batch))
         if self.get_valid_mask_function is not None:
             valid = valid & self.get_valid_mask_function(self, frames, data, metadata)
@@ -172,7 +173,7 @@ class SliceStackedBatch(BatchBase):
         if is_single(index):
             data = get_at(self._batched_space, data, 0)
             if result_metadata is not None:
-                result_metadata = get_at(self.single_metadata_space, result_metadata, 0)
+                result_metadata = get_at(self.single_metadata_space, result_metadata, 0)  # type: ignore[arg-type]
         return data, result_metadata
 
     def _get_flattened(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Array, Metadata]:
@@ -284,7 +285,7 @@ def _parse_offsets(fixed_offset: Any, batch: BatchBase) -> list[int]:
     if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "iu":
         raise SpaceMismatchError(f"fixed_offset must be a non-empty 1-D list of ints, got {fixed_offset!r}")
     offsets = [int(v) for v in values]
-    if any(b <= a for a, b in zip(offsets, offsets[1:])) or 0 not in offsets:
+    if any(b <= a for a, b in itertools.pairwise(offsets)) or 0 not in offsets:
         raise SpaceMismatchError(f"fixed_offset must be strictly increasing and contain 0, got {offsets}")
     return offsets
 

@@ -6,4 +6,10 @@ from unibatch.buffers.replay_buffer import ReplayBuffer as ReplayBuffer
 from unibatch.buffers.trajectory import TrajectoryData as TrajectoryData
 from unibatch.buffers.trajectory import TrajectoryReplayBuffer as TrajectoryReplayBuffer
 
-__all__ = ["EpisodeCapacityError", "MissingEpisodeDataError", "ReplayBuffer", "TrajectoryData", "TrajectoryReplayBuffer"]
+__all__ = [
+    "EpisodeCapacityError",
+    "MissingEpisodeDataError",
+    "ReplayBuffer",
+    "TrajectoryData",
+    "TrajectoryReplayBuffer",
+]

@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from typing_extensions import Self
-
 from unibatch._typing import Array, Device
 from unibatch.backends import ComputeBackend
 from unibatch.batches import BatchBase
@@ -159,7 +157,9 @@ class ReplayBuffer(BatchBase):
             self.storage.set_flattened(self._physical(index), value)
 
     def _extend(self, value: Any) -> None:
-        self._write(value, batch_size_data(value) or 0, self.storage.set, lambda part: get_at(self._batched_space, value, part))
+        self._write(
+            value, batch_size_data(value) or 0, self.storage.set, lambda part: get_at(self._batched_space, value, part)
+        )
 
     def _extend_flattened(self, value: Array) -> None:
         self._write(value, int(value.shape[0]), self.storage.set_flattened, lambda part: value[part])
@@ -185,7 +185,10 @@ class ReplayBuffer(BatchBase):
                 self.storage.extend_length(n)
             for segment in plan.segments:
                 whole = segment.source_start == 0 and segment.source_stop == n
-                write(slice(segment.start, segment.stop), value if whole else part(slice(segment.source_start, segment.source_stop)))
+                write(
+                    slice(segment.start, segment.stop),
+                    value if whole else part(slice(segment.source_start, segment.source_stop)),
+                )
             self._state.publish(plan.count, plan.offset)
 
     def _before_write(self, plan: ring.WritePlan) -> None:
@@ -333,7 +336,9 @@ class ReplayBuffer(BatchBase):
             single_instance_space: reuse this space object (must equal the stored one).
             **storage_kwargs: forwarded to the storage's ``load_from``.
         """
-        return ReplayBuffer._open(path, backend, device, read_only, multiprocessing, single_instance_space, storage_kwargs)
+        return ReplayBuffer._open(
+            path, backend, device, read_only, multiprocessing, single_instance_space, storage_kwargs
+        )
 
     @staticmethod
     def _open(

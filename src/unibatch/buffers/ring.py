@@ -7,6 +7,7 @@ No I/O here; every function is tested on its own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 
@@ -19,7 +20,8 @@ class Segment(NamedTuple):
     source_stop: int
 
 
-class WritePlan(NamedTuple):
+@dataclass(frozen=True)
+class WritePlan:
     """How ``n`` new rows enter the ring.
 
     ``kept_count``/``kept_offset``: the state once the overwritten rows are dropped and before
@@ -36,8 +38,9 @@ class WritePlan(NamedTuple):
 def plan_write(count: int, offset: int, n: int, capacity: int | None) -> WritePlan:
     """Plan the append of ``n`` rows to a ring of ``capacity`` (None: growable, no wrap).
 
-    >>> plan_write(count=8, offset=0, n=5, capacity=10)  # extend c-2 then 5 gives offset 3
-    WritePlan(segments=(Segment(start=8, stop=10, source_start=0, source_stop=2), Segment(start=0, stop=3, source_start=2, source_stop=5)), kept_count=5, kept_offset=3, count=10, offset=3)
+    >>> plan = plan_write(count=8, offset=0, n=5, capacity=10)  # extend c-2 then 5 gives offset 3
+    >>> [tuple(segment) for segment in plan.segments], plan.count, plan.offset
+    ([(8, 10, 0, 2), (0, 3, 2, 5)], 10, 3)
     """
     if capacity is None:
         return WritePlan((Segment(count, count + n, 0, n),), count, offset, count + n, 0)
@@ -62,10 +65,7 @@ def overlaps(start: int, stop: int, count: int, offset: int, capacity: int) -> b
     """Whether physical slots ``[start, stop)`` hold any of the ``count`` rows from ``offset``."""
     if count <= 0:
         return False
-    for slot_start, slot_stop in _ranges(offset, count, capacity):
-        if start < slot_stop and slot_start < stop:
-            return True
-    return False
+    return any(start < slot_stop and slot_start < stop for slot_start, slot_stop in _ranges(offset, count, capacity))
 
 
 def _ranges(offset: int, count: int, capacity: int) -> list[tuple[int, int]]:

@@ -26,7 +26,7 @@ from unibatch.buffers._state import RingState
 from unibatch.buffers.episodes import EpisodeSlots
 from unibatch.buffers.replay_buffer import ReplayBuffer
 from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
-from unibatch.spaces import BoxSpace, DictSpace, Space, batch_space, batch_size_data, check_data, get_at
+from unibatch.spaces import BoxSpace, DictSpace, Space, batch_size_data, batch_space, check_data, get_at
 from unibatch.storages import SpaceStorage
 
 PathLike = str | os.PathLike[str]
@@ -200,7 +200,9 @@ class TrajectoryReplayBuffer(BatchBase):
             return value, None, None
         unknown = set(value) - {"step_data", "episode_ids", "episode_data"}
         if unknown:
-            raise SpaceMismatchError(f"expected keys step_data, episode_ids, episode_data; got unknown {sorted(unknown)}")
+            raise SpaceMismatchError(
+                f"expected keys step_data, episode_ids, episode_data; got unknown {sorted(unknown)}"
+            )
         if "episode_data" in value and self.episode_data_buffer is None:
             raise SpaceMismatchError("episode_data given, but this buffer has no episode data buffer")
         return value["step_data"], value.get("episode_ids"), value.get("episode_data")
@@ -266,7 +268,9 @@ class TrajectoryReplayBuffer(BatchBase):
         if overwritten >= length:
             oldest = self._current.count
         else:
-            oldest = int(self.step_episode_id_buffer.backend.to_numpy(self.step_episode_id_buffer._get(overwritten, False)[0]))
+            oldest = int(
+                self.step_episode_id_buffer.backend.to_numpy(self.step_episode_id_buffer._get(overwritten, False)[0])
+            )
             oldest = min(oldest, self._current.count)
         self._slots.release_before(oldest)
 
@@ -320,7 +324,9 @@ class TrajectoryReplayBuffer(BatchBase):
             "current_episode_id": self.current_episode_id,
             "steps": {"count": steps[0], "offset": steps[1]},
             "episodes": None if episodes is None else {"count": episodes.count, "offset": episodes.offset},
-            "episode_id_to_index_map": None if self._slots is None else {str(k): v for k, v in self._slots.as_dict().items()},
+            "episode_id_to_index_map": None
+            if self._slots is None
+            else {str(k): v for k, v in self._slots.as_dict().items()},
         }
 
     def _commit_steps(self, count: int, offset: int) -> None:
@@ -331,7 +337,9 @@ class TrajectoryReplayBuffer(BatchBase):
     def _write_own_metadata(self, directory: Path | None = None, steps: tuple[int, int] | None = None) -> None:
         directory = directory or self._cache_path
         if directory is not None:
-            state = steps if steps is not None else (len(self.step_episode_id_buffer), self.step_episode_id_buffer.offset)
+            state = (
+                steps if steps is not None else (len(self.step_episode_id_buffer), self.step_episode_id_buffer.offset)
+            )
             write_metadata(directory, self._own_metadata(state))
 
     def flush(self) -> None:
@@ -394,19 +402,33 @@ class TrajectoryReplayBuffer(BatchBase):
             return None if root is None else root / name
 
         steps = ReplayBuffer.create(
-            step_data_storage_cls, step_data_instance_space, cache_path=where("step_data"),
-            capacity=step_data_capacity, multiprocessing=multiprocessing, **kwargs,
+            step_data_storage_cls,
+            step_data_instance_space,
+            cache_path=where("step_data"),
+            capacity=step_data_capacity,
+            multiprocessing=multiprocessing,
+            **kwargs,
         )
-        id_space = BoxSpace(backend, 0, np.inf, backend.default_integer_dtype, step_data_instance_space.device, shape=())
+        id_space = BoxSpace(
+            backend, 0, np.inf, backend.default_integer_dtype, step_data_instance_space.device, shape=()
+        )
         ids = ReplayBuffer.create(
-            step_episode_id_storage_cls, id_space, cache_path=where("step_episode_ids"),
-            capacity=step_episode_id_capacity, multiprocessing=multiprocessing, **dict(step_episode_id_storage_kwargs),
+            step_episode_id_storage_cls,
+            id_space,
+            cache_path=where("step_episode_ids"),
+            capacity=step_episode_id_capacity,
+            multiprocessing=multiprocessing,
+            **dict(step_episode_id_storage_kwargs),
         )
         episodes = None
         if episode_data_instance_space is not None:
             episodes = ReplayBuffer.create(
-                episode_data_storage_cls, episode_data_instance_space, cache_path=where("episode_data"),
-                capacity=episode_data_capacity, multiprocessing=multiprocessing, **dict(episode_data_storage_kwargs),
+                episode_data_storage_cls,
+                episode_data_instance_space,
+                cache_path=where("episode_data"),
+                capacity=episode_data_capacity,
+                multiprocessing=multiprocessing,
+                **dict(episode_data_storage_kwargs),
             )
         buffer = TrajectoryReplayBuffer(steps, ids, episodes, 0, None, multiprocessing, cache_path=root)
         buffer._write_own_metadata()
@@ -463,11 +485,14 @@ def _check_parts(steps: ReplayBuffer, ids: ReplayBuffer, episodes: ReplayBuffer 
     if any(part.backend is not steps.backend for part in parts):
         raise SpaceMismatchError("all parts of a TrajectoryReplayBuffer must share one backend")
     id_space = ids.single_space
-    if not isinstance(id_space, BoxSpace) or id_space.shape != () or not steps.backend.dtype_is_real_integer(id_space.dtype):
+    if (
+        not isinstance(id_space, BoxSpace)
+        or id_space.shape != ()
+        or not steps.backend.dtype_is_real_integer(id_space.dtype)
+    ):
         raise SpaceMismatchError(f"the episode-id buffer must hold integer scalars, got {id_space!r}")
     if steps.capacity != ids.capacity or len(steps) != len(ids):
         raise SpaceMismatchError(
             f"step data (capacity {steps.capacity}, {len(steps)} rows) and episode ids "
             f"(capacity {ids.capacity}, {len(ids)} rows) must match"
         )
-

@@ -100,7 +100,9 @@ def record(path: Path, arguments: argparse.Namespace) -> None:
         space,
         None,  # the embedded default for persistence: memmap
         step_data_capacity=total,
-        episode_data_instance_space=DictSpace(numpy_backend, {"goal": BoxSpace(numpy_backend, -1, 1, "float32", shape=(JOINTS,))}),
+        episode_data_instance_space=DictSpace(
+            numpy_backend, {"goal": BoxSpace(numpy_backend, -1, 1, "float32", shape=(JOINTS,))}
+        ),
         episode_data_capacity=arguments.episodes,
         cache_path=path,
     )
@@ -137,7 +139,8 @@ def sample(path: Path, backend: ComputeBackend, arguments: argparse.Namespace) -
     elapsed = (time.perf_counter() - start) / arguments.batches
     valid = backend.to_numpy((metadata or {})["slice_valid_mask"])
     image = data["step_data"]["obs"]["image"]
-    print(f"[{backend.simplified_name}] reopened {len(buffer)} steps of {buffer.current_episode_id} episodes in {reopened * 1e3:.1f} ms")
+    name, episodes = backend.simplified_name, buffer.current_episode_id
+    print(f"[{name}] reopened {len(buffer)} steps of {episodes} episodes in {reopened * 1e3:.1f} ms")
     print(
         f"  frame-stacked batch: image {tuple(image.shape)} {backend.dtype_name(image.dtype)}, "
         f"mask {tuple(valid.shape)}, {valid.mean():.1%} of frames inside their episode"

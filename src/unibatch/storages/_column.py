@@ -29,7 +29,9 @@ class LeafColumnStorage(SpaceStorage):
         super().__init__(space)
         self.parent = parent
         leaves: list[Leaf] = parent._leaves  # type: ignore[attr-defined]
-        self._positions = [i for i, leaf in enumerate(leaves) if leaf.name == prefix or leaf.name.startswith(prefix + "/")]
+        self._positions = [
+            i for i, leaf in enumerate(leaves) if leaf.name == prefix or leaf.name.startswith(prefix + "/")
+        ]
         self.capacity = parent.capacity
         self.is_mutable = parent.is_mutable
         self.is_multiprocessing_safe = parent.is_multiprocessing_safe

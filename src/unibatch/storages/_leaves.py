@@ -64,9 +64,7 @@ def split_value(space: Space, value: Any) -> list[Any]:
 
 def assemble(space: Space, leaf_values: list[Any]) -> Any:
     """Inverse of :func:`split_value`: rebuild the nested value from leaf values in flat order."""
-    iterator = iter(leaf_values)
-    result = _assemble(space, iterator)
-    return result
+    return _assemble(space, iter(leaf_values))
 
 
 def _assemble(space: Space, values: Iterator[Any]) -> Any:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,6 +83,8 @@ class MemmapStorage(SpaceStorage):
             cache_path: the directory to create (must not exist or be empty).
             multiprocessing: accepted for API compatibility; memmaps are always shareable.
             initial_rows: rows allocated at first for a growable storage (doubles as needed).
+            *args: refused (the signature is the reference's).
+            **kwargs: refused (the signature is the reference's).
         """
         if args or kwargs:
             raise TypeError(f"MemmapStorage.create got unexpected arguments {args or ''} {sorted(kwargs)}")
@@ -126,7 +128,12 @@ class MemmapStorage(SpaceStorage):
         if self._arrays is None:
             mode: Any = "r" if not self.is_mutable else "r+"
             self._arrays = [
-                np.memmap(self.cache_filename / _file_name(i), dtype=leaf.numpy_dtype, mode=mode, shape=(self._rows, *leaf.shape))
+                np.memmap(
+                    self.cache_filename / _file_name(i),
+                    dtype=leaf.numpy_dtype,
+                    mode=mode,
+                    shape=(self._rows, *leaf.shape),
+                )
                 for i, leaf in enumerate(self._leaves)
             ]
         return self._arrays
@@ -167,7 +174,11 @@ class MemmapStorage(SpaceStorage):
         values = []
         for position in positions:
             array = arrays[position]
-            value = np.take(array, host_index, axis=0) if isinstance(host_index, np.ndarray) else np.array(array[host_index])
+            value = (
+                np.take(array, host_index, axis=0)
+                if isinstance(host_index, np.ndarray)
+                else np.array(array[host_index])
+            )
             values.append(self._to_backend(self._leaves[position], value))
         return values
 
@@ -197,7 +208,7 @@ class MemmapStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ persistence
     def flush(self) -> None:
-        """msync the mapped files and record the current length in the sidecar."""
+        """Msync the mapped files and record the current length in the sidecar."""
         if not self.is_mutable:
             return
         for array in self._arrays or []:
@@ -255,7 +266,9 @@ def _write_sidecar(path: Path, capacity: int | None, rows: int, length: int, lea
             "capacity": capacity,
             "rows": rows,
             "length": length,
-            "leaves": [{"name": leaf.name, "dtype": leaf.numpy_dtype.str, "shape": list(leaf.shape)} for leaf in leaves],
+            "leaves": [
+                {"name": leaf.name, "dtype": leaf.numpy_dtype.str, "shape": list(leaf.shape)} for leaf in leaves
+            ],
         },
     )
 
@@ -267,7 +280,9 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
     data = read_json(sidecar)
     version = data.get("format_version") if isinstance(data, dict) else None
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise FormatVersionError(f"{sidecar} has format_version {version!r}; this unibatch reads up to {FORMAT_VERSION}")
+        raise FormatVersionError(
+            f"{sidecar} has format_version {version!r}; this unibatch reads up to {FORMAT_VERSION}"
+        )
     return data
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,7 +60,9 @@ class MemoryStorage(SpaceStorage):
         if multiprocessing:
             root = SHARED_MEMORY_ROOT if Path(SHARED_MEMORY_ROOT).is_dir() else None
             directory = Path(tempfile.mkdtemp(prefix="unibatch-", dir=root)) / "storage"
-            shared = MemmapStorage.create(single_instance_space, capacity=capacity, cache_path=directory, initial_rows=initial_rows)
+            shared = MemmapStorage.create(
+                single_instance_space, capacity=capacity, cache_path=directory, initial_rows=initial_rows
+            )
             shared._owns_directory = True
             return shared
         rows = capacity if capacity is not None else max(int(initial_rows), 1)
@@ -98,7 +100,9 @@ class MemoryStorage(SpaceStorage):
         rows = self._arrays[0].shape[0] if self._arrays else 0
         if length > rows:
             grown = max(length, 2 * rows)
-            self._arrays = [_grow(leaf, array, grown, self._length) for leaf, array in zip(self._leaves, self._arrays, strict=True)]
+            self._arrays = [
+                _grow(leaf, array, grown, self._length) for leaf, array in zip(self._leaves, self._arrays, strict=True)
+            ]
         self._length = length
 
     def get(self, index: StorageIndex) -> Any:
@@ -141,7 +145,9 @@ class MemoryStorage(SpaceStorage):
         """Write the rows to ``path`` in the memmap layout (reload with :meth:`load_from`)."""
         if (Path(path) / "memmap.json").is_file():  # an earlier dump of this storage: replace it
             shutil.rmtree(path)
-        target = MemmapStorage.create(self.single_instance_space, capacity=self.capacity, cache_path=path, initial_rows=max(self._length, 1))
+        target = MemmapStorage.create(
+            self.single_instance_space, capacity=self.capacity, cache_path=path, initial_rows=max(self._length, 1)
+        )
         if self.capacity is None:
             target._resize(self._length)
         if self._length:
@@ -171,4 +177,3 @@ def _host(storage: MemoryStorage, index: StorageIndex) -> Any:
     if isinstance(index, (int, slice)):
         return index
     return np.asarray(storage.backend.to_numpy(index))
-

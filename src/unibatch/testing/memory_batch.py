@@ -13,8 +13,8 @@ import optree
 from unibatch.backends import ComputeBackend, NumpyComputeBackend
 from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
-from unibatch.batches._indexing import NormalizedIndex, is_single
-from unibatch.spaces import BoxSpace, DictSpace, Space, batch_space, batch_size_data, get_at, set_at
+from unibatch.batches._indexing import NormalizedIndex
+from unibatch.spaces import BoxSpace, DictSpace, Space, batch_size_data, batch_space, get_at, set_at
 
 
 class InMemoryBatch(BatchBase):
