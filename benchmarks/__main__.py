@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from benchmarks.workloads import data, windows
+from benchmarks.workloads import append, data, uniform, windows
 
 from unibatch import ReplayBuffer
 from unibatch.backends import backend_from_name
@@ -39,10 +39,17 @@ def main() -> int:
                 path = Path(scratch) / f"{storage_name}-{image}" if storage_name == "memmap" else None
                 buffer = ReplayBuffer.create(storage_cls, space, capacity=steps, cache_path=path)
                 fill(buffer, steps, image)
-                result = windows.run(buffer, image, storage_name, backend.simplified_name, arguments.calls)
-                print(result.line(), flush=True)
-                if arguments.json:
-                    print(result.json(), flush=True)
+                name = backend.simplified_name
+                results = [
+                    append.run_append(buffer, image, storage_name, name, arguments.calls * 200),
+                    append.run_extend(buffer, image, storage_name, name, max(arguments.calls // 4, 2)),
+                    uniform.run(buffer, image, storage_name, name, arguments.calls * 10),
+                    windows.run(buffer, image, storage_name, name, arguments.calls),
+                ]
+                for result in results:
+                    print(result.line(), flush=True)
+                    if arguments.json:
+                        print(result.json(), flush=True)
                 buffer.close()
     return 0
 

@@ -16,7 +16,7 @@ def run(buffer: ReplayBuffer, image: bool, storage: str, backend: str, calls: in
     mask = FrameStackedBatch.get_valid_mask_function_with_episodeid_key("episode_id")
     windows = FrameStackedBatch(buffer, prefetch_horizon=FRAMES - 1, get_valid_mask_function=mask)
     rng = np.random.default_rng(0)
-    floor_rows = np.zeros((n, row_bytes(image)), np.uint8)
+    floor_rows = np.ones((n, row_bytes(image)), np.uint8)
     out = np.empty((BATCH * FRAMES, row_bytes(image)), np.uint8)
     offsets = np.arange(-FRAMES + 1, 1)
 
