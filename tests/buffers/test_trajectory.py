@@ -216,3 +216,30 @@ def test_creation_checks(backend):
         without.remove_at(0) if len(without) else without.extend(
             concatenate(step_space(backend), [step(backend, 0, 0)])
         ) or without.remove_at(0)
+
+
+def _record_in_child(buffer, episodes):
+    from unibatch.backends import backend_from_name
+
+    record(buffer, backend_from_name("numpy"), episodes)
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_multiprocessing_writer_in_another_process(context):
+    import multiprocessing
+
+    from unibatch.backends import backend_from_name
+
+    backend = backend_from_name("numpy")
+    buffer = make(backend, capacity=12, episode_capacity=5, multiprocessing=True)
+    assert buffer.is_multiprocessing_safe
+    process = multiprocessing.get_context(context).Process(target=_record_in_child, args=(buffer, 5))
+    process.start()
+    process.join(timeout=60)
+    assert process.exitcode == 0
+    assert len(buffer) == 12 and buffer.current_episode_id == 5
+    assert buffer.episode_id_to_index_map == {1: 1, 2: 2, 3: 3, 4: 4}
+    data, metadata = buffer.get_at_with_metadata(slice(None))
+    assert to_numpy(metadata["episode_ids"]).tolist() == [1] * 3 + [2] * 3 + [3] * 3 + [4] * 3
+    assert to_numpy(data["episode_data"]["task"]).tolist() == [10] * 3 + [20] * 3 + [30] * 3 + [40] * 3
+    buffer.close()

@@ -20,7 +20,8 @@ class RingState:
     def __init__(self, count: int = 0, offset: int = 0, shared: bool = False, context: Any = None) -> None:
         self.shared = shared
         if shared:
-            ctx = context or multiprocessing.get_context()
+            # Objects of the spawn context can be shared with fork, forkserver and spawn children alike.
+            ctx = context or multiprocessing.get_context("spawn")
             self._count: Any = ctx.Value("q", count, lock=False)
             self._offset: Any = ctx.Value("q", offset, lock=False)
             self.lock: Any = ctx.RLock()

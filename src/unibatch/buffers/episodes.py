@@ -43,7 +43,7 @@ class EpisodeSlots:
         self.shared = shared
         rows = capacity if capacity is not None else 16
         if shared:
-            ctx = context or multiprocessing.get_context()
+            ctx = context or multiprocessing.get_context("spawn")  # shareable with every start method
             self._shared_ids = ctx.Array("q", [FREE] * rows, lock=False)
             self._version = ctx.Value("q", 0, lock=False)
             self._ids = np.frombuffer(self._shared_ids, dtype=np.int64)
