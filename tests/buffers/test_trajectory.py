@@ -224,6 +224,7 @@ def _record_in_child(buffer, episodes):
     record(buffer, backend_from_name("numpy"), episodes)
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX warns about fork; the child never uses JAX
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_multiprocessing_writer_in_another_process(context):
     import multiprocessing

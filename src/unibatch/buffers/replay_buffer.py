@@ -29,8 +29,10 @@ from unibatch.storages import SpaceStorage, storage_class
 PathLike = str | os.PathLike[str]
 BUFFER_TYPE = "ReplayBuffer"
 COMMIT_RESERVE_FRACTION = 16
-"""In a full persistent ring, one commit drops ``capacity // 16`` soon-to-be-overwritten rows
-from the committed range, so commits happen once per that many appends, not per append."""
+COMMIT_RESERVE_LIMIT = 4096
+"""In a full persistent ring, a commit drops the rows about to be overwritten plus the next
+``min(capacity // 16, 4096)`` from the committed range, so commits happen once per that many
+appends, not per append (a crash there loses at most that many of the oldest rows)."""
 
 
 class ReplayBuffer(BatchBase):
@@ -65,6 +67,7 @@ class ReplayBuffer(BatchBase):
         self._committed = (count, offset)
         self._commit_hook: Callable[[int, int], None] | None = None
         self._columns: dict[tuple[str, ...], SpaceStorage] = {}
+        self._is_view = False
         self._closed = False
 
     # ------------------------------------------------------------------ properties
@@ -106,7 +109,7 @@ class ReplayBuffer(BatchBase):
 
     @property
     def is_mutable(self) -> bool:  # type: ignore[override]
-        return self.storage.is_mutable
+        return self.storage.is_mutable and not self._is_view
 
     @property
     def is_multiprocessing_safe(self) -> bool:
@@ -195,17 +198,18 @@ class ReplayBuffer(BatchBase):
         """Drop overwritten rows from the published (and, if needed, the committed) state first."""
         self._state.publish(plan.kept_count, plan.kept_offset)
         capacity = self.storage.capacity
-        if self._cache_path is None or capacity is None:
-            return
+        if self._cache_path is None or capacity is None or not self.storage.is_persistent:
+            return  # nothing on disk changes in place (memory, snapshots, growth past the end)
         committed_count, committed_offset = self._committed
-        if not any(ring.overlaps(s.start, s.stop, committed_count, committed_offset, capacity) for s in plan.segments):
+        needed = max(
+            ring.committed_rows_to_drop(s.start, s.stop, committed_count, committed_offset, capacity)
+            for s in plan.segments
+        )
+        if not needed:
             return
-        # Reserve ahead: drop these slots and the next capacity // 16 from the committed range.
-        written = sum(s.stop - s.start for s in plan.segments)
-        reserve = min(capacity, max(written, capacity // COMMIT_RESERVE_FRACTION))
-        start = plan.segments[0].start
-        dropped = (start - committed_offset) % capacity + reserve
-        kept = max(committed_count - dropped, 0)
+        # Reserve ahead: also drop the next few rows, so a full ring commits once per that many appends.
+        dropped = min(committed_count, needed + min(capacity // COMMIT_RESERVE_FRACTION, COMMIT_RESERVE_LIMIT))
+        kept = committed_count - dropped
         self._commit(kept, (committed_offset + dropped) % capacity if kept else 0)
 
     def _remove(self, index: NormalizedIndex) -> None:
@@ -226,6 +230,7 @@ class ReplayBuffer(BatchBase):
         if self.storage.supports_columns:
             column = self.storage.get_column([str(k) for k in nested_keys])
             view = ReplayBuffer(column, f"{self._storage_path_relative}_column", 0, 0)
+            view._is_view = True  # read-only: rows grow and change through this buffer
             view._state = self._state  # shares count and offset: follows later writes
             return view
         return super().get_column(nested_keys)
@@ -256,8 +261,20 @@ class ReplayBuffer(BatchBase):
         if self._cache_path is None or not self.is_mutable:
             return
         with self._state.locked():
-            self.storage.flush()
+            self._flush_storage()
             self._commit(self._state.count, self._state.offset)
+
+    def _flush_storage(self) -> None:
+        """Make the rows durable: in place for persistent storages, as a fresh snapshot otherwise."""
+        if self._cache_path is None:
+            return
+        count = self._state.count
+        if self.storage.is_growable and len(self.storage) != count:
+            self.storage._resize(count)  # another process may have grown it: the shared count is the truth
+        if self.storage.is_persistent:
+            self.storage.flush()
+        else:
+            self.storage.dumps(self._cache_path / self._storage_path_relative)
 
     def dumps(self, path: PathLike) -> None:
         """Persist metadata and storage to ``path``; to its own ``cache_path`` this is :meth:`flush`."""
@@ -311,6 +328,7 @@ class ReplayBuffer(BatchBase):
             **kwargs,
         )
         buffer = ReplayBuffer(storage, relative, 0, 0, cache_path, multiprocessing)
+        buffer._flush_storage()
         buffer._commit(0, 0)
         return buffer
 

@@ -63,9 +63,30 @@ def physical_slot(index: int, offset: int, capacity: int | None) -> int:
 
 def overlaps(start: int, stop: int, count: int, offset: int, capacity: int) -> bool:
     """Whether physical slots ``[start, stop)`` hold any of the ``count`` rows from ``offset``."""
-    if count <= 0:
+    if count <= 0 or stop <= start:
         return False
     return any(start < slot_stop and slot_start < stop for slot_start, slot_stop in _ranges(offset, count, capacity))
+
+
+def committed_rows_to_drop(start: int, stop: int, count: int, offset: int, capacity: int) -> int:
+    """How many of the oldest committed rows must leave the committed range before a write.
+
+    That is one more than the position (in the committed range) of the newest committed row held
+    by physical slots ``[start, stop)``, or 0 when those slots hold none.
+
+    >>> committed_rows_to_drop(6, 12 % 10 or 10, count=6, offset=0, capacity=10)  # slots 6..9: none committed
+    0
+    >>> committed_rows_to_drop(0, 2, count=6, offset=0, capacity=10)  # slots 0, 1 hold committed rows 0, 1
+    2
+    """
+    if count <= 0 or stop <= start:
+        return 0
+    first = (start - offset) % capacity  # position in the committed range of slot ``start``
+    end = first + min(stop - start, capacity)
+    drop = min(end, count) if first < count else 0  # positions [first, min(end, capacity))
+    if end > capacity:  # the slots wrap to positions [0, end - capacity)
+        drop = max(drop, min(end - capacity, count))
+    return drop
 
 
 def _ranges(offset: int, count: int, capacity: int) -> list[tuple[int, int]]:

@@ -347,8 +347,8 @@ class TrajectoryReplayBuffer(BatchBase):
         if self._cache_path is None or not self.is_mutable:
             return
         with self._current.locked():
-            for part in self._parts():
-                part.storage.flush()
+            for part in (self.step_data_buffer, self.step_episode_id_buffer):
+                part._flush_storage()
             if self.episode_data_buffer is not None:
                 self.episode_data_buffer.flush()
             ids = self.step_episode_id_buffer

@@ -40,6 +40,9 @@ class SpaceStorage(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRN
     """Whether :meth:`get_column` returns a storage over one field."""
     has_expensive_reads: ClassVar[bool] = False
     """Whether a row read costs much more than a copy (decoding, remote I/O)."""
+    is_persistent: ClassVar[bool] = False
+    """Whether writes land in files in place (``flush`` makes them durable); otherwise a
+    persistent buffer saves snapshots with ``dumps``."""
 
     capacity: int | None = None
     cache_filename: PathLike | None = None

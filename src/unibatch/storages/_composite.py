@@ -132,6 +132,10 @@ class InnerStorageWrapper(SpaceStorage):
     def has_expensive_reads(self) -> bool:  # type: ignore[override]
         return self.inner.has_expensive_reads
 
+    @property
+    def is_persistent(self) -> bool:  # type: ignore[override]
+        return self.inner.is_persistent
+
     def __len__(self) -> int:
         return len(self.inner)
 

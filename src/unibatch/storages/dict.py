@@ -193,6 +193,10 @@ class DictStorage(SpaceStorage):
         return all(child.is_multiprocessing_safe for child in self._children)
 
     @property
+    def is_persistent(self) -> bool:  # type: ignore[override]
+        return all(child.is_persistent for child in self._children)
+
+    @property
     def has_expensive_reads(self) -> bool:  # type: ignore[override]
         return any(child.has_expensive_reads for child in self._children)
 

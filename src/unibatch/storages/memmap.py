@@ -45,6 +45,7 @@ class MemmapStorage(SpaceStorage):
 
     is_multiprocessing_safe = True
     supports_columns = True
+    is_persistent = True
     cache_filename: Path
 
     def __init__(
@@ -53,7 +54,8 @@ class MemmapStorage(SpaceStorage):
         super().__init__(single_instance_space)
         self.cache_filename = Path(path)
         self.is_mutable = not read_only
-        self._owns_directory = owns_directory
+        self._owner_pid = os.getpid() if owns_directory else None
+        self._temporary_root: Path | None = None
         self._leaves = leaf_table(single_instance_space)
         self._arrays: list[np.memmap] | None = None
         sidecar = _read_sidecar(self.cache_filename)
@@ -141,16 +143,25 @@ class MemmapStorage(SpaceStorage):
     def _ensure_rows(self, needed: int) -> None:
         """Another process may have grown the files: remap when a row beyond ours is asked for."""
         if needed > self._rows:
-            sidecar = _read_sidecar(self.cache_filename)
-            self._rows = int(sidecar["rows"])
-            self._arrays = None
+            self._refresh_rows()
             if needed > self._rows:
                 raise IndexError(f"row {needed - 1} is beyond the {self._rows} rows of {self.cache_filename}")
+
+    def _refresh_rows(self) -> None:
+        """Take the allocated rows from the file sizes (the truth when several processes share them)."""
+        position = next((i for i, leaf in enumerate(self._leaves) if leaf.row_bytes), None)
+        if position is None:
+            return
+        rows = os.path.getsize(self.cache_filename / _file_name(position)) // self._leaves[position].row_bytes
+        if rows != self._rows:
+            self._rows, self._arrays = rows, None
 
     def __len__(self) -> int:
         return self._length
 
     def _resize(self, length: int) -> None:
+        if length > self._rows:
+            self._refresh_rows()  # never shrink files another process has grown
         if length > self._rows:
             rows = max(length, 2 * self._rows)
             self._arrays = None
@@ -230,14 +241,14 @@ class MemmapStorage(SpaceStorage):
 
     def close(self) -> None:
         self._arrays = None
-        if self._owns_directory and self.cache_filename.exists():
-            shutil.rmtree(self.cache_filename, ignore_errors=True)
-            self._owns_directory = False
+        if self._owner_pid is not None and self._owner_pid == os.getpid():  # never from a forked child
+            shutil.rmtree(self._temporary_root or self.cache_filename, ignore_errors=True)
+            self._owner_pid = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_arrays"] = None
-        state["_owns_directory"] = False  # only the creating process deletes a temporary directory
+        state["_owner_pid"] = None  # only the creating process deletes a temporary directory
         return state
 
 

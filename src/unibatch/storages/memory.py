@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -63,7 +64,7 @@ class MemoryStorage(SpaceStorage):
             shared = MemmapStorage.create(
                 single_instance_space, capacity=capacity, cache_path=directory, initial_rows=initial_rows
             )
-            shared._owns_directory = True
+            shared._owner_pid, shared._temporary_root = os.getpid(), directory.parent
             return shared
         rows = capacity if capacity is not None else max(int(initial_rows), 1)
         leaves = leaf_table(single_instance_space)
