@@ -19,6 +19,8 @@ from unibatch.batches import TransformedBatch as TransformedBatch
 from unibatch.buffers import ReplayBuffer as ReplayBuffer
 from unibatch.buffers import TrajectoryData as TrajectoryData
 from unibatch.buffers import TrajectoryReplayBuffer as TrajectoryReplayBuffer
+from unibatch.samplers import BatchSampler as BatchSampler
+from unibatch.samplers import StepSampler as StepSampler
 from unibatch.spaces import BatchedSpace as BatchedSpace
 from unibatch.spaces import BinarySpace as BinarySpace
 from unibatch.spaces import BoxSpace as BoxSpace
@@ -44,6 +46,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BatchBase",
+    "BatchSampler",
     "BatchedSpace",
     "BinarySpace",
     "BoxSpace",
@@ -60,6 +63,7 @@ __all__ = [
     "SliceStackedBatch",
     "Space",
     "SpaceStorage",
+    "StepSampler",
     "SubIndexedBatch",
     "SubItemBatch",
     "TextSpace",

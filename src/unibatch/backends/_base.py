@@ -195,6 +195,14 @@ class ComputeBackend(ABC, Generic[ArrayT, DeviceT, DTypeT, RNGT]):
         """A new random state; ``seed=None`` draws a seed from the operating system."""
 
     @abstractmethod
+    def rng_state(self, rng: RNGT) -> Any:
+        """A picklable snapshot of ``rng`` (for checkpoints); :meth:`rng_from_state` restores it."""
+
+    @abstractmethod
+    def rng_from_state(self, state: Any, device: DeviceT | None = None) -> RNGT:
+        """The random state saved by :meth:`rng_state`."""
+
+    @abstractmethod
     def random_discrete_uniform(
         self, shape: Shape, low: int, high: int, *, rng: RNGT, dtype: Any = None, device: DeviceT | None = None
     ) -> tuple[RNGT, ArrayT]:

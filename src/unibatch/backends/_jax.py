@@ -107,6 +107,12 @@ class JaxBackend(ComputeBackend[jax.Array, Any, Any, jax.Array]):
             seed = int.from_bytes(os.urandom(4), "little")
         return self.to_device(jax.random.key(int(seed)), device)
 
+    def rng_state(self, rng: jax.Array) -> Any:
+        return np.asarray(jax.random.key_data(rng))
+
+    def rng_from_state(self, state: Any, device: Any = None) -> jax.Array:
+        return self.to_device(jax.random.wrap_key_data(jnp.asarray(state)), device)
+
     def random_discrete_uniform(
         self, shape: Shape, low: int, high: int, *, rng: jax.Array, dtype: Any = None, device: Any = None
     ) -> tuple[jax.Array, jax.Array]:

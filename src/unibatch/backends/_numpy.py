@@ -80,6 +80,14 @@ class NumpyBackend(ComputeBackend[np.ndarray, str, np.dtype, np.random.Generator
         self.to_device(np.empty(0), device)
         return np.random.default_rng(seed)
 
+    def rng_state(self, rng: np.random.Generator) -> Any:
+        return rng.bit_generator.state
+
+    def rng_from_state(self, state: Any, device: str | None = None) -> np.random.Generator:
+        bit_generator = getattr(np.random, state["bit_generator"])()
+        bit_generator.state = state
+        return np.random.Generator(bit_generator)
+
     def random_discrete_uniform(
         self, shape: Shape, low: int, high: int, *, rng: np.random.Generator, dtype: Any = None, device: Any = None
     ) -> tuple[np.random.Generator, np.ndarray]:

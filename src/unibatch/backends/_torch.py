@@ -105,6 +105,14 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
             generator.manual_seed(int(seed))
         return generator
 
+    def rng_state(self, rng: torch.Generator) -> Any:
+        return {"device": str(rng.device), "state": rng.get_state()}
+
+    def rng_from_state(self, state: Any, device: Any = None) -> torch.Generator:
+        generator = torch.Generator(device=torch.device(device if device is not None else state["device"]))
+        generator.set_state(state["state"])
+        return generator
+
     def random_discrete_uniform(
         self, shape: Shape, low: int, high: int, *, rng: torch.Generator, dtype: Any = None, device: Any = None
     ) -> tuple[torch.Generator, torch.Tensor]:

@@ -1,0 +1,6 @@
+"""Samplers: mini-batches drawn from a batch (``StepSampler``), in worker processes, for DataLoaders."""
+
+from unibatch.samplers.base import BatchSampler as BatchSampler
+from unibatch.samplers.step import StepSampler as StepSampler
+
+__all__ = ["BatchSampler", "StepSampler"]
