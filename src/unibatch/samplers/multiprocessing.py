@@ -1,0 +1,299 @@
+"""``MultiprocessingSampler``: another sampler's batches, produced ahead by worker processes.
+
+Workers write batches into preallocated shared-memory slots and send back only slot numbers and
+tree structure. The random stream is derived per request from ``(seed, request number)``, and
+results are returned in request order, so a seed gives the same batches and epochs for any
+number of workers. A worker's exception is re-raised in the parent with the worker traceback
+attached; a worker that dies makes the parent raise :class:`WorkerError` instead of waiting.
+
+A returned batch lives in shared memory (zero-copy for NumPy and PyTorch) and stays valid
+until ``n_buffers`` further batches of the same kind have been returned; copy it to keep it.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import queue
+import sys
+from collections.abc import Iterator
+from multiprocessing.context import BaseContext
+from typing import Any
+
+import numpy as np
+import optree
+
+from unibatch.backends import convert_tree
+from unibatch.batches._base import Metadata
+from unibatch.batches._indexing import NormalizedIndex
+from unibatch.errors import SpaceMismatchError, UnibatchError
+from unibatch.samplers._indices import epoch_slices
+from unibatch.samplers._shared_slots import SlotFiles, SlotLayout, host_leaves, layout_for
+from unibatch.samplers._worker import STOP, Task, produce, request_seed, run_worker
+from unibatch.samplers.base import BatchSampler
+
+EPOCH_STREAM = 2**31
+"""Epoch ``e`` draws its permutation from the request number ``EPOCH_STREAM + e``."""
+
+
+class WorkerError(UnibatchError, RuntimeError):
+    """A worker process died (the message names its exit code)."""
+
+
+class MultiprocessingSampler(BatchSampler):
+    """Run ``sampler``'s reads in ``n_workers`` processes with ``n_buffers`` batches in flight.
+
+    Args:
+        sampler: the sampler whose batches to produce (it is pickled to the workers; a
+            memmap-backed buffer travels as its path, without copying the data).
+        n_workers: worker processes.
+        n_buffers: batches requested ahead of the consumer (prefetch depth).
+        ctx: multiprocessing context (default: the platform's); ``"spawn"`` works too.
+        doze_time: seconds a waiting worker or parent sleeps between checks.
+        daemon: daemon flag of the workers (None: inherited).
+    """
+
+    is_mutable = False
+
+    def __init__(
+        self,
+        sampler: BatchSampler,
+        n_workers: int = 4,
+        n_buffers: int = 8,
+        ctx: BaseContext | None = None,
+        doze_time: float = 0.005,
+        daemon: bool | None = None,
+    ) -> None:
+        if n_workers <= 0 or n_buffers <= 0:
+            raise SpaceMismatchError(f"n_workers and n_buffers must be positive, got {n_workers}, {n_buffers}")
+        super().__init__(sampler.single_space, sampler.single_metadata_space, sampler.batch_size)
+        self.sampler = sampler
+        self.mp_ctx = ctx if ctx is not None else multiprocessing.get_context()
+        self.n_workers, self.n_buffers = int(n_workers), int(n_buffers)
+        self.doze_time, self.daemon = float(doze_time), daemon
+        self.closed = False
+        self.functions_to_close: list[Any] = []
+        seed = sampler._seed
+        self._seed = int(seed) if seed is not None else int.from_bytes(os.urandom(4), "little")
+        self._sample_number = 0
+        self._epoch_number = 0
+        self._task_id = 0
+        self._workers: list[Any] = []
+        self._tasks: Any = None
+        self._results: Any = None
+        self._arrived: dict[int, Any] = {}
+        self._abandoned: set[int] = set()
+        self._kinds: dict[tuple[bool, bool], tuple[SlotLayout, SlotFiles]] = {}
+        self._slot_counters: collections.Counter[tuple[bool, bool]] = collections.Counter()
+        self._task_slots: dict[int, int] = {}
+        self._prefetched: dict[tuple[bool, bool], collections.deque[int]] = collections.defaultdict(collections.deque)
+
+    # ------------------------------------------------------------------ delegation
+    @property
+    def backend(self) -> Any:
+        return self.sampler.backend
+
+    @property
+    def device(self) -> Any:
+        return self.sampler.device
+
+    @property
+    def data(self) -> Any:  # type: ignore[override]
+        return self.sampler.data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        if value is not None:
+            raise AttributeError("MultiprocessingSampler reads the data of its sampler")
+
+    @property
+    def rng(self) -> Any:  # type: ignore[override]
+        return self.sampler.rng
+
+    @rng.setter
+    def rng(self, value: Any) -> None:
+        if value is not None:
+            self.sampler.rng = value
+
+    @property
+    def data_rng(self) -> Any:  # type: ignore[override]
+        return self.sampler.data_rng
+
+    @data_rng.setter
+    def data_rng(self, value: Any) -> None:
+        if value is not None:
+            self.sampler.data_rng = value
+
+    @property
+    def sampled_space(self) -> Any:
+        return self.sampler.sampled_space
+
+    @property
+    def sampled_metadata_space(self) -> Any:
+        return self.sampler.sampled_metadata_space
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def _get(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Any, Metadata]:
+        return self.sampler._get(index, with_metadata)
+
+    def manual_seed(self, seed: int) -> None:
+        """Restart every stream from ``seed`` (prefetched batches are dropped)."""
+        self._seed, self._sample_number, self._epoch_number = int(seed), 0, 0
+        self.sampler.manual_seed(seed)
+        self._drop_prefetched()
+
+    def sample_index(self) -> Any:
+        """The indices the next ``sample()`` would use (computed in the parent)."""
+        backend, data = self.data.backend, self.data
+        rng = backend.random_number_generator(request_seed(self._seed, self._sample_number), device=data.device)
+        return backend.random_discrete_uniform((self.batch_size,), 0, len(data), rng=rng, device=data.device)[1]
+
+    # ------------------------------------------------------------------ pool
+    def _start(self) -> None:
+        if self.closed:
+            raise WorkerError("this MultiprocessingSampler is closed")
+        if self._workers:
+            return
+        self._tasks, self._results = self.mp_ctx.Queue(), self.mp_ctx.Queue()
+        for _ in range(self.n_workers):
+            worker = self.mp_ctx.Process(
+                target=run_worker, args=(self.sampler, self._tasks, self._results, self.doze_time), daemon=self.daemon
+            )
+            worker.start()
+            self._workers.append(worker)
+
+    def _kind(self, flat: bool, with_metadata: bool) -> tuple[SlotLayout, SlotFiles]:
+        """Slots sized by one full batch of this kind read in the parent (once per kind)."""
+        key = (flat, with_metadata)
+        if key not in self._kinds:
+            probe = Task(0, flat, with_metadata, np.zeros(self.batch_size, np.int64), 0, None, 0, None)  # type: ignore[arg-type]
+            leaves, _ = host_leaves(produce(self.sampler, probe))
+            layout = layout_for(leaves)
+            self._kinds[key] = (layout, SlotFiles.create(2 * self.n_buffers, layout.nbytes))
+        return self._kinds[key]
+
+    def _submit(self, flat: bool, with_metadata: bool, indices: np.ndarray | None) -> int:
+        self._start()
+        layout, slots = self._kind(flat, with_metadata)
+        key = (flat, with_metadata)
+        slot = self._slot_counters[key] % slots.count
+        self._slot_counters[key] += 1
+        stream_seed = 0
+        if indices is None:
+            stream_seed = request_seed(self._seed, self._sample_number)
+            self._sample_number += 1
+        task_id, self._task_id = self._task_id, self._task_id + 1
+        self._task_slots[task_id] = slot
+        self._tasks.put(Task(task_id, flat, with_metadata, indices, stream_seed, slots, slot, layout))
+        return task_id
+
+    def _collect(self, task_id: int, flat: bool, with_metadata: bool) -> Any:
+        """Wait for one task's result (never forever) and rebuild it from its slot."""
+        while task_id not in self._arrived:
+            try:
+                arrived, error, payload = self._results.get(timeout=max(self.doze_time, 0.001))
+            except queue.Empty:
+                self._check_workers()
+                continue
+            if arrived in self._abandoned:
+                self._abandoned.discard(arrived)
+                self._task_slots.pop(arrived, None)
+            else:
+                self._arrived[arrived] = (error, payload)
+        error, payload = self._arrived.pop(task_id)
+        slot = self._task_slots.pop(task_id)
+        if error is not None:
+            exception, text = error
+            if sys.version_info >= (3, 11):
+                exception.add_note(f"raised in a MultiprocessingSampler worker:\n{text}")
+            raise exception
+        layout, slots = self._kinds[(flat, with_metadata)]
+        spec, described = payload
+        tree = optree.tree_unflatten(spec, slots.read(slot, layout, described))
+        return convert_tree(tree, self.backend, self.device)
+
+    def _check_workers(self) -> None:
+        for number, worker in enumerate(self._workers):
+            if worker.exitcode is not None:
+                raise WorkerError(f"worker {number} exited with code {worker.exitcode}; the sampler cannot continue")
+
+    def _drop_prefetched(self) -> None:
+        for pending in self._prefetched.values():
+            self._abandoned.update(pending)
+            pending.clear()
+
+    # ------------------------------------------------------------------ sampling
+    def _next_sample(self, flat: bool, with_metadata: bool) -> Any:
+        """The next batch of the ``sample*`` stream of this kind, keeping ``n_buffers`` in flight."""
+        pending = self._prefetched[(flat, with_metadata)]
+        if not pending:
+            pending.append(self._submit(flat, with_metadata, None))
+        while len(pending) < self.n_buffers + 1:
+            pending.append(self._submit(flat, with_metadata, None))
+        return self._collect(pending.popleft(), flat, with_metadata)
+
+    def sample(self) -> Any:
+        return self._next_sample(False, False)[0]
+
+    def sample_with_metadata(self) -> tuple[Any, Metadata]:
+        return self._next_sample(False, True)
+
+    def sample_flat(self) -> Any:
+        return self._next_sample(True, False)[0]
+
+    def sample_flat_with_metadata(self) -> tuple[Any, Metadata]:
+        return self._next_sample(True, True)
+
+    # ------------------------------------------------------------------ epochs
+    def _epoch_batches(self, flat: bool, with_metadata: bool) -> Iterator[Any]:
+        """One permutation (derived from the seed and the epoch number), its batches in order."""
+        length = len(self.data)
+        rng = np.random.default_rng(request_seed(self._seed, EPOCH_STREAM + self._epoch_number))
+        self._epoch_number += 1
+        permutation = rng.permutation(length)
+        parts = collections.deque(epoch_slices(length, self.batch_size))
+        in_flight: collections.deque[int] = collections.deque()
+        try:
+            while parts or in_flight:
+                while parts and len(in_flight) < self.n_buffers:
+                    in_flight.append(self._submit(flat, with_metadata, permutation[parts.popleft()]))
+                data, metadata = self._collect(in_flight.popleft(), flat, with_metadata)
+                yield (data, metadata) if with_metadata else data
+        finally:
+            self._abandoned.update(in_flight)
+
+    # ------------------------------------------------------------------ checkpoints and lifecycle
+    def state_dict(self) -> dict[str, Any]:
+        """The seed and how far the sample and epoch streams have gone."""
+        consumed = self._sample_number - sum(len(p) for p in self._prefetched.values())
+        return {"seed": self._seed, "sample_number": consumed, "epoch_number": self._epoch_number}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._drop_prefetched()
+        self._seed = int(state["seed"])
+        self._sample_number, self._epoch_number = int(state["sample_number"]), int(state["epoch_number"])
+
+    def close(self) -> None:
+        """Stop the workers (joined, then terminated if they hang) and free the slots; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for _ in self._workers:
+            self._tasks.put(STOP)
+        for worker in self._workers:
+            worker.join(timeout=2)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join(timeout=2)
+        for channel in (self._tasks, self._results):
+            if channel is not None:
+                channel.cancel_join_thread()
+                channel.close()
+        for _, slots in self._kinds.values():
+            slots.close()
+        for function in self.functions_to_close:
+            function()
+        self._workers = []
