@@ -106,11 +106,11 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
         return generator
 
     def rng_state(self, rng: torch.Generator) -> Any:
-        return {"device": str(rng.device), "state": rng.get_state()}
+        return {"device": str(rng.device), "state": rng.get_state().numpy().copy()}
 
     def rng_from_state(self, state: Any, device: Any = None) -> torch.Generator:
         generator = torch.Generator(device=torch.device(device if device is not None else state["device"]))
-        generator.set_state(state["state"])
+        generator.set_state(torch.from_numpy(np.array(state["state"], dtype=np.uint8)))
         return generator
 
     def random_discrete_uniform(

@@ -187,6 +187,24 @@ class BatchSampler(
     def __iter__(self) -> Iterator[Any]:
         return self.epoch_iter()
 
+    # ------------------------------------------------------------------ pickling (worker processes)
+    def __getstate__(self) -> dict[str, Any]:
+        """Random states travel as plain snapshots (a torch.Generator does not cross ``spawn``)."""
+        state = dict(self.__dict__)
+        for key, backend in (("rng", self.backend), ("data_rng", self.data.backend if self.data is not None else None)):
+            if state.get(key) is not None and backend is not None:
+                state[key] = ("rng-state", backend.simplified_name, backend.rng_state(state[key]))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from unibatch.backends import backend_from_name
+
+        for key in ("rng", "data_rng"):
+            value = state.get(key)
+            if isinstance(value, tuple) and value and value[0] == "rng-state":
+                state[key] = backend_from_name(value[1]).rng_from_state(value[2])
+        self.__dict__.update(state)
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """The random state(s) and the position in an unfinished epoch (picklable)."""

@@ -101,6 +101,11 @@ class BoxSpace(Space[Array, Any, Any, Any]):
         """Whether every bound is finite."""
         return bool(np.all(np.isfinite(self._low_np)) and np.all(np.isfinite(self._high_np)))
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_backend_bounds"] = None  # device arrays are rebuilt on demand in the receiving process
+        return state
+
     # ------------------------------------------------------------------ Space
     def contains(self, x: Any) -> bool:
         if self.shape == () and not self.backend.is_backendarray(x):

@@ -1,0 +1,129 @@
+"""MultiprocessingSampler: determinism across worker counts, epochs, errors, dead workers, contexts."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+
+import numpy as np
+import pytest
+from tests.conftest import to_numpy
+
+from unibatch import BoxSpace, DictSpace, ReplayBuffer, ToBackendOrDeviceBatch, TransformedBatch
+from unibatch.backends import backend_from_name
+from unibatch.samplers import MultiprocessingSampler, StepSampler, WorkerError
+from unibatch.transformations import DataTransformation
+
+NUMPY = backend_from_name("numpy")
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX warns; workers never use JAX
+
+
+def memmap_buffer(tmp_path, n=64):
+    space = DictSpace(
+        NUMPY, {"x": BoxSpace(NUMPY, 0, 10_000, "int64"), "v": BoxSpace(NUMPY, -1, 1, "float32", shape=(3,))}
+    )
+    buffer = ReplayBuffer.create(None, space, capacity=n, cache_path=tmp_path / "rb")
+    buffer.extend({"x": np.arange(n), "v": np.linspace(-1, 1, 3 * n, dtype=np.float32).reshape(n, 3)})
+    buffer.flush()
+    return buffer
+
+
+def xs(batch):
+    return to_numpy(batch["x"]).tolist()
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_same_batches_for_any_worker_count_and_context(tmp_path, context):
+    buffer = memmap_buffer(tmp_path)
+    streams = []
+    for workers in (1, 3):
+        with MultiprocessingSampler(
+            StepSampler(buffer, 8, seed=11), workers, 3, multiprocessing.get_context(context)
+        ) as sampler:
+            samples = [xs(sampler.sample()) for _ in range(6)]
+            epoch = [xs(batch) for batch in sampler.epoch_iter()]
+            assert all(sampler.sampled_space.contains(sampler.sample()) for _ in range(2))
+        streams.append((samples, epoch))
+    assert streams[0] == streams[1]
+    samples, epoch = streams[0]
+    assert len({tuple(s) for s in samples}) == len(samples)  # no duplicated stream between workers
+    assert [len(b) for b in epoch] == [8] * 8 and sorted(sum(epoch, [])) == list(range(64))
+
+
+def test_metadata_flat_and_another_backend(tmp_path, backend):
+    buffer = memmap_buffer(tmp_path, 20)
+    source = buffer if backend is NUMPY else ToBackendOrDeviceBatch(buffer, backend)
+    context = multiprocessing.get_context("spawn" if backend.simplified_name == "jax" else "fork")
+    with MultiprocessingSampler(StepSampler(source, 5, seed=0), 2, 2, context) as sampler:
+        flat = sampler.sample_flat()
+        assert backend.is_backendarray(flat) and tuple(flat.shape) == (5, 4)
+        data, metadata = sampler.sample_with_metadata()
+        assert metadata is None and backend.is_backendarray(data["v"])
+        batches = list(sampler.epoch_flat_iter_with_metadata())
+        assert sorted(int(v) for flat_batch, _ in batches for v in to_numpy(flat_batch)[:, -1]) == list(range(20))
+
+
+def test_results_do_not_change_within_the_validity_window(tmp_path):
+    buffer = memmap_buffer(tmp_path)
+    with MultiprocessingSampler(StepSampler(buffer, 4, seed=3), 2, 2) as sampler:
+        kept = [sampler.sample() for _ in range(3)]
+        copies = [xs(batch) for batch in kept]
+        for _ in range(2):
+            sampler.sample()
+        assert xs(kept[-1]) == copies[-1]  # valid for n_buffers further batches
+
+
+class Explode(DataTransformation):
+    def get_target_space_from_source(self, source_space):
+        return source_space
+
+    def transform(self, source_space, data):
+        raise ValueError("boom in the transform")
+
+
+def test_a_worker_exception_is_raised_in_the_parent(tmp_path):
+    buffer = memmap_buffer(tmp_path)
+    sampler = MultiprocessingSampler(StepSampler(TransformedBatch(buffer, Explode()), 4, seed=0), 2, 2)
+    with pytest.raises(ValueError, match="boom in the transform") as raised:
+        sampler._next_sample(False, False)  # the slot probe runs in the parent first
+    sampler.close()
+    probe_free = MultiprocessingSampler(StepSampler(buffer, 4, seed=0), 1, 1)
+    probe_free._kind(False, False)  # size the slots with the good source
+    probe_free.sampler = StepSampler(TransformedBatch(buffer, Explode()), 4, seed=0)
+    with pytest.raises(ValueError, match="boom in the transform") as raised:
+        probe_free.sample()
+    assert "raised in a MultiprocessingSampler worker" in "".join(getattr(raised.value, "__notes__", [""]))
+    probe_free.close()
+
+
+def test_a_killed_worker_makes_the_parent_raise_not_hang(tmp_path):
+    buffer = memmap_buffer(tmp_path)
+    with MultiprocessingSampler(StepSampler(buffer, 4, seed=0), 1, 1, doze_time=0.01) as sampler:
+        sampler.sample()
+        os.kill(sampler._workers[0].pid, signal.SIGKILL)
+        sampler._workers[0].join(timeout=10)
+        with pytest.raises(WorkerError, match="exited with code"):
+            for _ in range(5):
+                sampler.sample()
+
+
+def test_seed_checkpoint_close_and_pickled_size(tmp_path):
+    buffer = memmap_buffer(tmp_path, 64)
+    sampler = MultiprocessingSampler(StepSampler(buffer, 4, seed=5), 2, 2)
+    first = [xs(sampler.sample()) for _ in range(3)]
+    state = sampler.state_dict()
+    following = [xs(sampler.sample()) for _ in range(2)]
+    sampler.load_state_dict(state)
+    assert [xs(sampler.sample()) for _ in range(2)] == following
+    sampler.manual_seed(5)
+    assert [xs(sampler.sample()) for _ in range(3)] == first
+    sampler.close()
+    sampler.close()
+    with pytest.raises(WorkerError, match="closed"):
+        sampler.sample()
+    # A memmap-backed sampler travels to spawned workers as paths, not data.
+    assert len(pickle.dumps(StepSampler(buffer, 4, seed=5))) < 20_000
+    with pytest.raises(ValueError, match="positive"):
+        MultiprocessingSampler(StepSampler(buffer, 4), n_workers=0)
