@@ -69,13 +69,13 @@ class MultiprocessingSampler(BatchSampler):
             raise SpaceMismatchError(f"n_workers and n_buffers must be positive, got {n_workers}, {n_buffers}")
         super().__init__(sampler.single_space, sampler.single_metadata_space, sampler.batch_size)
         self.sampler = sampler
-        self.mp_ctx = ctx if ctx is not None else multiprocessing.get_context()
+        self.mp_ctx: Any = ctx if ctx is not None else multiprocessing.get_context()
         self.n_workers, self.n_buffers = int(n_workers), int(n_buffers)
         self.doze_time, self.daemon = float(doze_time), daemon
         self.closed = False
         self.functions_to_close: list[Any] = []
         seed = sampler._seed
-        self._seed = int(seed) if seed is not None else int.from_bytes(os.urandom(4), "little")
+        self._stream_seed = int(seed) if seed is not None else int.from_bytes(os.urandom(4), "little")
         self._sample_number = 0
         self._epoch_number = 0
         self._task_id = 0
@@ -99,7 +99,7 @@ class MultiprocessingSampler(BatchSampler):
         return self.sampler.device
 
     @property
-    def data(self) -> Any:  # type: ignore[override]
+    def data(self) -> Any:
         return self.sampler.data
 
     @data.setter
@@ -108,7 +108,7 @@ class MultiprocessingSampler(BatchSampler):
             raise AttributeError("MultiprocessingSampler reads the data of its sampler")
 
     @property
-    def rng(self) -> Any:  # type: ignore[override]
+    def rng(self) -> Any:
         return self.sampler.rng
 
     @rng.setter
@@ -117,7 +117,7 @@ class MultiprocessingSampler(BatchSampler):
             self.sampler.rng = value
 
     @property
-    def data_rng(self) -> Any:  # type: ignore[override]
+    def data_rng(self) -> Any:
         return self.sampler.data_rng
 
     @data_rng.setter
@@ -141,14 +141,14 @@ class MultiprocessingSampler(BatchSampler):
 
     def manual_seed(self, seed: int) -> None:
         """Restart every stream from ``seed`` (prefetched batches are dropped)."""
-        self._seed, self._sample_number, self._epoch_number = int(seed), 0, 0
+        self._stream_seed, self._sample_number, self._epoch_number = int(seed), 0, 0
         self.sampler.manual_seed(seed)
         self._drop_prefetched()
 
     def sample_index(self) -> Any:
         """The indices the next ``sample()`` would use (computed in the parent)."""
         backend, data = self.data.backend, self.data
-        rng = backend.random_number_generator(request_seed(self._seed, self._sample_number), device=data.device)
+        rng = backend.random_number_generator(request_seed(self._stream_seed, self._sample_number), device=data.device)
         return backend.random_discrete_uniform((self.batch_size,), 0, len(data), rng=rng, device=data.device)[1]
 
     # ------------------------------------------------------------------ pool
@@ -183,7 +183,7 @@ class MultiprocessingSampler(BatchSampler):
         self._slot_counters[key] += 1
         stream_seed = 0
         if indices is None:
-            stream_seed = request_seed(self._seed, self._sample_number)
+            stream_seed = request_seed(self._stream_seed, self._sample_number)
             self._sample_number += 1
         task_id, self._task_id = self._task_id, self._task_id + 1
         self._task_slots[task_id] = slot
@@ -251,7 +251,7 @@ class MultiprocessingSampler(BatchSampler):
     def _epoch_batches(self, flat: bool, with_metadata: bool) -> Iterator[Any]:
         """One permutation (derived from the seed and the epoch number), its batches in order."""
         length = len(self.data)
-        rng = np.random.default_rng(request_seed(self._seed, EPOCH_STREAM + self._epoch_number))
+        rng = np.random.default_rng(request_seed(self._stream_seed, EPOCH_STREAM + self._epoch_number))
         self._epoch_number += 1
         permutation = rng.permutation(length)
         parts = collections.deque(epoch_slices(length, self.batch_size))
@@ -269,11 +269,11 @@ class MultiprocessingSampler(BatchSampler):
     def state_dict(self) -> dict[str, Any]:
         """The seed and how far the sample and epoch streams have gone."""
         consumed = self._sample_number - sum(len(p) for p in self._prefetched.values())
-        return {"seed": self._seed, "sample_number": consumed, "epoch_number": self._epoch_number}
+        return {"seed": self._stream_seed, "sample_number": consumed, "epoch_number": self._epoch_number}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._drop_prefetched()
-        self._seed = int(state["seed"])
+        self._stream_seed = int(state["seed"])
         self._sample_number, self._epoch_number = int(state["sample_number"]), int(state["epoch_number"])
 
     def close(self) -> None:
