@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from benchmarks.workloads import append, data, uniform, windows
+from benchmarks.workloads import append, data, multiprocess, uniform, windows
 
 from unibatch import ReplayBuffer
 from unibatch.backends import backend_from_name
@@ -50,6 +50,9 @@ def main() -> int:
                     print(result.line(), flush=True)
                     if arguments.json:
                         print(result.json(), flush=True)
+                if image and storage_name == "memmap":
+                    for line in multiprocess.run(buffer, arguments.calls * 2):
+                        print(line, flush=True)
                 buffer.close()
     return 0
 

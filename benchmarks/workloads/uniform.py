@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-
 from benchmarks._harness import Result, compare
 from benchmarks.workloads.data import row_bytes
+
 from unibatch import ReplayBuffer
 
 BATCH = 256
