@@ -35,8 +35,9 @@ def run(buffer: ReplayBuffer, calls: int) -> list[str]:
     for workers in (1, 2):
         with MultiprocessingSampler(StepSampler(source, BATCH, seed=0), n_workers=workers, n_buffers=4) as sampler:
             rate = batches_per_second(sampler.sample, calls)
+        ratio = rate / single
         lines.append(
-            f"W5   image  {'-':<7} numpy    {workers} worker(s): {rate:8.1f} batches/s = {rate / single:4.2f} x one process "
+            f"W5   image  {'-':<7} numpy    {workers} worker(s): {rate:8.1f} batches/s = {ratio:4.2f} x one process "
             f"(target >= {0.8 * workers:.1f})"
         )
     return lines

@@ -20,7 +20,9 @@ from unibatch.batches._indexing import NormalizedIndex, is_single
 from unibatch.samplers import StepSampler
 from unibatch.spaces import concatenate, construct_space_from_data
 
-torch = require("torch", "torch")
+require("torch", "torch")  # a clear error naming the extra when PyTorch is missing
+
+import torch  # noqa: E402
 
 
 def _as_torch(batch: BatchBase) -> BatchBase:
