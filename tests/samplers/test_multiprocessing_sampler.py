@@ -34,7 +34,7 @@ def xs(batch):
     return to_numpy(batch["x"]).tolist()
 
 
-@pytest.mark.parametrize("context", ["fork", "spawn"])
+@pytest.mark.parametrize("context", ["fork", "forkserver", "spawn"])
 def test_same_batches_for_any_worker_count_and_context(tmp_path, context):
     buffer = memmap_buffer(tmp_path)
     streams = []

@@ -31,10 +31,11 @@ def buffer(tmp_path, n=40):
     return rb
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_data_loader_round_trip(tmp_path, workers):
+@pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true but no accelerator:UserWarning")
+@pytest.mark.parametrize(("workers", "pin_memory"), [(0, False), (2, False), (2, True)])
+def test_data_loader_round_trip(tmp_path, workers, pin_memory):
     rb = buffer(tmp_path)
-    loader = data_loader(rb, batch_size=16, shuffle=True, num_workers=workers, pin_memory=False)
+    loader = data_loader(rb, batch_size=16, shuffle=True, num_workers=workers, pin_memory=pin_memory)
     seen = []
     for batch in loader:
         assert isinstance(batch["x"], torch.Tensor) and batch["v"].shape[1:] == (2,)

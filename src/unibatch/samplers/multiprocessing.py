@@ -229,9 +229,7 @@ class MultiprocessingSampler(BatchSampler):
     def _next_sample(self, flat: bool, with_metadata: bool) -> Any:
         """The next batch of the ``sample*`` stream of this kind, keeping ``n_buffers`` in flight."""
         pending = self._prefetched[(flat, with_metadata)]
-        if not pending:
-            pending.append(self._submit(flat, with_metadata, None))
-        while len(pending) < self.n_buffers + 1:
+        while len(pending) < self.n_buffers:  # with 2 * n_buffers slots, a result outlives n_buffers calls
             pending.append(self._submit(flat, with_metadata, None))
         return self._collect(pending.popleft(), flat, with_metadata)
 
