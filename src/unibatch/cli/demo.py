@@ -2,8 +2,8 @@
 
 A simulated arm (joint state, camera image, action, reward, done) is recorded step by step into
 a ``TrajectoryReplayBuffer`` on the embedded default storage (memmap), reopened read-only, and
-sampled as frame-stacked windows whose ``slice_valid_mask`` never crosses episodes, on every
-installed backend. Everything it does is printed with timings.
+sampled by a ``StepSampler`` as frame-stacked windows whose ``slice_valid_mask`` never crosses
+episodes, on every installed backend. Everything it does is printed with timings.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 from unibatch import BinarySpace, BoxSpace, ComputeBackend, DictSpace, FrameStackedBatch, ToBackendOrDeviceBatch
 from unibatch.backends import backend_from_name
 from unibatch.buffers import TrajectoryReplayBuffer
+from unibatch.samplers import StepSampler
 
 JOINTS = 7
 
@@ -129,13 +130,11 @@ def sample(path: Path, backend: ComputeBackend, arguments: argparse.Namespace) -
     source = buffer if backend.simplified_name == "numpy" else ToBackendOrDeviceBatch(buffer, backend)
     mask = FrameStackedBatch.get_valid_mask_function_with_episodeid_key("episode_ids", is_in_metadata=True)
     windows = FrameStackedBatch(source, prefetch_horizon=arguments.frames - 1, get_valid_mask_function=mask)
-    rng = backend.random_number_generator(arguments.seed)
-    rng, index = backend.random_discrete_uniform((arguments.batch_size,), 0, len(windows), rng=rng)
-    data, metadata = windows.get_at_with_metadata(index)  # warm-up (JAX compiles here)
+    sampler = StepSampler(windows, arguments.batch_size, seed=arguments.seed)
+    data, metadata = sampler.sample_with_metadata()  # warm-up (JAX compiles here)
     start = time.perf_counter()
     for _ in range(arguments.batches):
-        rng, index = backend.random_discrete_uniform((arguments.batch_size,), 0, len(windows), rng=rng)
-        data, metadata = windows.get_at_with_metadata(index)
+        data, metadata = sampler.sample_with_metadata()
     elapsed = (time.perf_counter() - start) / arguments.batches
     valid = backend.to_numpy((metadata or {})["slice_valid_mask"])
     image = data["step_data"]["obs"]["image"]
