@@ -222,3 +222,12 @@ def test_extend_from_in_chunks_with_progress(backend, capsys):
     numpy_target, _ = robot_batch(backend_from_name("numpy"), 0)
     with pytest.raises(ValueError, match="chunk_size must be positive"):
         numpy_target.extend_from(source, chunk_size=0)
+
+
+def test_index_lists_mixing_bools_and_ints_are_refused(backend):
+    from unibatch.errors import InvalidIndexError
+
+    batch, _ = robot_batch(backend, 3)
+    with pytest.raises(InvalidIndexError, match="mixes bools and integers"):
+        batch.get_at([1, True])
+    assert states(batch, [True, False, True]) == [0, 2]

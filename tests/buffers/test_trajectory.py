@@ -244,3 +244,15 @@ def test_multiprocessing_writer_in_another_process(context):
     assert to_numpy(metadata["episode_ids"]).tolist() == [1] * 3 + [2] * 3 + [3] * 3 + [4] * 3
     assert to_numpy(data["episode_data"]["task"]).tolist() == [10] * 3 + [20] * 3 + [30] * 3 + [40] * 3
     buffer.close()
+
+
+def test_an_extend_that_cannot_get_episode_slots_changes_nothing(backend):
+    buffer = make(backend, capacity=6, episode_capacity=2)
+    record(buffer, backend, 2)
+    steps = concatenate(step_space(backend), [step(backend, 2, t) for t in range(3)])
+    ids = backend.asarray([2, 3, 4], dtype=backend.default_integer_dtype)
+    episodes = concatenate(episode_space(backend), [task(backend, e) for e in (2, 3, 4)])
+    with pytest.raises(EpisodeCapacityError, match="3 new episodes"):
+        buffer.extend({"step_data": steps, "episode_ids": ids, "episode_data": episodes})
+    assert buffer.episode_id_to_index_map == {0: 0, 1: 1} and len(buffer) == 6
+    assert int(to_numpy(buffer.get_at(0)["episode_data"]["task"])) == 0

@@ -58,6 +58,9 @@ def normalize_index(index: Any, length: int, backend: ComputeBackend, device: De
         return backend.asarray(np.arange(length), dtype=backend.default_index_dtype, device=device)
     source = get_backend_or_none(index)
     if source is None:
+        flags = [isinstance(i, (bool, np.bool_)) for i in index] if isinstance(index, (list, tuple)) else []
+        if any(flags) and not all(flags):
+            raise InvalidIndexError(f"an index list mixes bools and integers: {index!r}")
         if isinstance(index, (list, tuple)) and all(isinstance(i, (int, np.integer, bool, np.bool_)) for i in index):
             array = np.asarray(index)
             return _normalize_array(array if array.size else array.astype(np.int64), length, backend, device)

@@ -134,6 +134,22 @@ class EpisodeSlots:
         self._bump()
         return self.lookup(episode_ids)
 
+    def check_allocation(self, episode_ids: np.ndarray, release_before: int | None = None) -> None:
+        """Raise :class:`EpisodeCapacityError` unless :meth:`allocate` would succeed once the
+        episodes below ``release_before`` are released; changes nothing."""
+        if self.capacity is None:
+            return
+        ids = np.unique(np.asarray(episode_ids, dtype=np.int64))
+        new = int((~self.known(ids)).sum())
+        free = int((self._ids == FREE).sum())
+        if release_before is not None:
+            free += int(((self._ids != FREE) & (self._ids < release_before)).sum())
+        if new > free:
+            raise EpisodeCapacityError(
+                f"episode data capacity {self.capacity} is exhausted: {new} new episodes, {free} free slots "
+                "(slots are released when all steps of an episode are overwritten)"
+            )
+
     def release_before(self, episode_id: int) -> int:
         """Free the slots of every episode with an id below ``episode_id``; returns how many."""
         stale = (self._ids != FREE) & (self._ids < episode_id)

@@ -136,7 +136,8 @@ class TrajectoryReplayBuffer(BatchBase):
     # ------------------------------------------------------------------ reads
     def _get(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Any, Metadata]:
         with self._current.locked():
-            ids, _ = self.step_episode_id_buffer._get(index, False)
+            needs_ids = with_metadata or self.episode_data_buffer is not None
+            ids = self.step_episode_id_buffer._get(index, False)[0] if needs_ids else None
             step, step_metadata = self.step_data_buffer._get(index, with_metadata)
             result: dict[str, Any] = {"step_data": step}
             if self.episode_data_buffer is not None:
@@ -185,6 +186,8 @@ class TrajectoryReplayBuffer(BatchBase):
         if count == 0:
             return
         with self._current.locked():
+            if episode_data is not None and self._slots is not None:  # fail before anything changes
+                self._slots.check_allocation(self.backend.to_numpy(ids), self._oldest_after(count))
             self._release_overwritten(count)
             if episode_data is not None:
                 self._write_episode_data(ids, episode_data)
@@ -257,22 +260,22 @@ class TrajectoryReplayBuffer(BatchBase):
             self._current.publish(self._current.count + 1, 0)
         self.flush()
 
-    def _release_overwritten(self, incoming: int) -> None:
-        """Free the slots of episodes whose steps the next ``incoming`` appends overwrite entirely."""
-        if self._slots is None:
-            return
+    def _oldest_after(self, incoming: int) -> int | None:
+        """The oldest episode id left once ``incoming`` more steps are appended (None: unchanged)."""
         capacity, length = self.capacity, len(self)
         overwritten = 0 if capacity is None else max(0, length + incoming - capacity)
         if overwritten == 0:
-            return  # the oldest step stays: no episode loses its last step
+            return None  # the oldest step stays: no episode loses its last step
         if overwritten >= length:
-            oldest = self._current.count
-        else:
-            oldest = int(
-                self.step_episode_id_buffer.backend.to_numpy(self.step_episode_id_buffer._get(overwritten, False)[0])
-            )
-            oldest = min(oldest, self._current.count)
-        self._slots.release_before(oldest)
+            return self._current.count
+        ids = self.step_episode_id_buffer
+        return min(int(ids.backend.to_numpy(ids._get(overwritten, False)[0])), self._current.count)
+
+    def _release_overwritten(self, incoming: int) -> None:
+        """Free the slots of episodes whose steps the next ``incoming`` appends overwrite entirely."""
+        oldest = self._oldest_after(incoming) if self._slots is not None else None
+        if oldest is not None and self._slots is not None:
+            self._slots.release_before(oldest)
 
     def set_at(self, idx: Any, value: Any) -> None:
         """Overwrite steps: ``value`` may hold ``step_data``, ``episode_ids`` and ``episode_data``."""
