@@ -10,6 +10,7 @@ torn row: before the bytes of committed slots change, those slots leave the comm
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from unibatch.storages import SpaceStorage, storage_class
 
 PathLike = str | os.PathLike[str]
 BUFFER_TYPE = "ReplayBuffer"
+SNAPSHOT_SUFFIX = ".1"
+"""Memory-backed persistent buffers alternate their snapshots between ``storage`` and ``storage.1``."""
 COMMIT_RESERVE_FRACTION = 16
 COMMIT_RESERVE_LIMIT = 4096
 """In a full persistent ring, a commit drops the rows about to be overwritten plus the next
@@ -68,6 +71,7 @@ class ReplayBuffer(BatchBase):
         self._commit_hook: Callable[[int, int], None] | None = None
         self._columns: dict[tuple[str, ...], SpaceStorage] = {}
         self._is_view = False
+        self._stale_snapshot: str | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ properties
@@ -255,6 +259,13 @@ class ReplayBuffer(BatchBase):
         else:
             write_metadata(self._cache_path, self._metadata(count, offset))
         self._committed = (count, offset)
+        self._drop_stale_snapshot()
+
+    def _drop_stale_snapshot(self) -> None:
+        """After a commit: the previous snapshot of a memory-backed buffer is no longer referenced."""
+        if self._stale_snapshot is not None and self._cache_path is not None:
+            shutil.rmtree(self._cache_path / self._stale_snapshot, ignore_errors=True)
+            self._stale_snapshot = None
 
     def flush(self) -> None:
         """Commit every row written so far (persistent buffers; a no-op in memory)."""
@@ -265,7 +276,12 @@ class ReplayBuffer(BatchBase):
             self._commit(self._state.count, self._state.offset)
 
     def _flush_storage(self) -> None:
-        """Make the rows durable: in place for persistent storages, as a fresh snapshot otherwise."""
+        """Make the rows durable: in place for persistent storages, as a fresh snapshot otherwise.
+
+        A snapshot goes to the directory the last commit does not use (``storage`` and
+        ``storage.1`` alternate); the commit that follows switches ``metadata.json`` to it, so a
+        crash at any point leaves the previous commit and its snapshot intact.
+        """
         if self._cache_path is None:
             return
         count = self._state.count
@@ -273,8 +289,14 @@ class ReplayBuffer(BatchBase):
             self.storage._resize(count)  # another process may have grown it: the shared count is the truth
         if self.storage.is_persistent:
             self.storage.flush()
-        else:
-            self.storage.dumps(self._cache_path / self._storage_path_relative)
+            return
+        previous = self._storage_path_relative
+        base = previous.removesuffix(SNAPSHOT_SUFFIX)
+        target = base if previous.endswith(SNAPSHOT_SUFFIX) else base + SNAPSHOT_SUFFIX
+        shutil.rmtree(self._cache_path / target, ignore_errors=True)  # a leftover of an interrupted flush
+        self.storage.dumps(self._cache_path / target)
+        self._storage_path_relative = target
+        self._stale_snapshot = previous
 
     def dumps(self, path: PathLike) -> None:
         """Persist metadata and storage to ``path``; to its own ``cache_path`` this is :meth:`flush`."""
@@ -368,15 +390,18 @@ class ReplayBuffer(BatchBase):
         single_instance_space: Space | None,
         storage_kwargs: dict[str, Any],
         state: tuple[int, int] | None = None,
+        storage_path: str | None = None,
     ) -> ReplayBuffer:
-        """:meth:`load_from`, optionally with the committed ``(count, offset)`` kept by an owner."""
+        """:meth:`load_from`, optionally with the committed state and storage path kept by an owner."""
         metadata = _require_metadata(path)
         space = json_to_space(metadata["single_instance_space"], backend, device)
         if single_instance_space is not None:
             if single_instance_space != space:
                 raise SpaceMismatchError(f"{path} stores {space!r}, not the given {single_instance_space!r}")
             space = single_instance_space
-        storage_info = metadata["storage"]
+        storage_info = dict(metadata["storage"])
+        if storage_path is not None:
+            storage_info["path"] = storage_path
         cls = storage_class(storage_info["name"])
         storage = cls.load_from(
             Path(path) / storage_info["path"],

@@ -327,6 +327,7 @@ class TrajectoryReplayBuffer(BatchBase):
             "current_episode_id": self.current_episode_id,
             "steps": {"count": steps[0], "offset": steps[1]},
             "episodes": None if episodes is None else {"count": episodes.count, "offset": episodes.offset},
+            "storage_paths": {name: part.storage_path_relative for name, part in zip(PARTS, self._parts(), strict=False)},
             "episode_id_to_index_map": None
             if self._slots is None
             else {str(k): v for k, v in self._slots.as_dict().items()},
@@ -335,7 +336,9 @@ class TrajectoryReplayBuffer(BatchBase):
     def _commit_steps(self, count: int, offset: int) -> None:
         """The one commit point of the step parts: both rings record the same committed state."""
         self._write_own_metadata(steps=(count, offset))
-        self.step_data_buffer._committed = self.step_episode_id_buffer._committed = (count, offset)
+        for part in (self.step_data_buffer, self.step_episode_id_buffer):
+            part._committed = (count, offset)
+            part._drop_stale_snapshot()
 
     def _write_own_metadata(self, directory: Path | None = None, steps: tuple[int, int] | None = None) -> None:
         directory = directory or self._cache_path
@@ -462,9 +465,13 @@ class TrajectoryReplayBuffer(BatchBase):
 
         step_state = (int(metadata["steps"]["count"]), int(metadata["steps"]["offset"]))
 
+        paths = metadata.get("storage_paths") or {}
+
         def load(name: str, extra: Mapping[str, Any], state: tuple[int, int] | None) -> ReplayBuffer:
             kwargs = {**storage_kwargs, **extra}
-            return ReplayBuffer._open(root / name, backend, device, read_only, multiprocessing, None, kwargs, state)
+            return ReplayBuffer._open(
+                root / name, backend, device, read_only, multiprocessing, None, kwargs, state, paths.get(name)
+            )
 
         steps = load("step_data", step_storage_kwargs, step_state)
         ids = load("step_episode_ids", step_episode_id_storage_kwargs, step_state)
