@@ -262,10 +262,16 @@ def test_memory_backed_trajectory_buffer_commits_snapshots(backend, tmp_path):
     from unibatch.storages import MemoryStorage
 
     buffer = TrajectoryReplayBuffer.create(
-        step_space(backend), MemoryStorage, step_data_capacity=6, cache_path=tmp_path / "t",
+        step_space(backend),
+        MemoryStorage,
+        step_data_capacity=6,
+        cache_path=tmp_path / "t",
         step_episode_id_storage_cls=MemoryStorage,
     )
     record(buffer, backend, 3)  # each episode end commits a new snapshot
     loaded = TrajectoryReplayBuffer.load_from(tmp_path / "t", backend=backend)
     assert to_numpy(loaded.get_at(slice(None))["step_data"]["obs"])[:, 0].tolist() == [1, 1, 1, 2, 2, 2]
-    assert sorted(p.name for p in (tmp_path / "t" / "step_data").iterdir() if p.is_dir()) in (["storage"], ["storage.1"])
+    assert sorted(p.name for p in (tmp_path / "t" / "step_data").iterdir() if p.is_dir()) in (
+        ["storage"],
+        ["storage.1"],
+    )

@@ -127,3 +127,22 @@ def test_seed_checkpoint_close_and_pickled_size(tmp_path):
     assert len(pickle.dumps(StepSampler(buffer, 4, seed=5))) < 20_000
     with pytest.raises(ValueError, match="positive"):
         MultiprocessingSampler(StepSampler(buffer, 4), n_workers=0)
+
+
+def test_interleaved_epochs_and_samples_never_share_a_slot(tmp_path):
+    from unibatch.samplers._worker import request_seed
+
+    buffer = memmap_buffer(tmp_path)
+    with MultiprocessingSampler(StepSampler(buffer, 8, seed=21), 2, 2) as sampler:
+        first = sampler.sample()
+        held = xs(first)
+        epoch = sampler.epoch_iter()
+        for _ in range(2):
+            next(epoch)
+        assert xs(first) == held  # still inside its validity window of n_buffers batches
+        next(epoch)
+        second = sampler.sample()  # prefetched before the epoch started: its slot was never lent out
+        rng = NUMPY.random_number_generator(request_seed(21, 1))
+        assert xs(second) == NUMPY.random_discrete_uniform((8,), 0, 64, rng=rng)[1].tolist()
+        del epoch  # an abandoned epoch: its slots come back when their results arrive
+        assert len(list(sampler.epoch_iter())) == 8

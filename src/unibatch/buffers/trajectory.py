@@ -327,7 +327,9 @@ class TrajectoryReplayBuffer(BatchBase):
             "current_episode_id": self.current_episode_id,
             "steps": {"count": steps[0], "offset": steps[1]},
             "episodes": None if episodes is None else {"count": episodes.count, "offset": episodes.offset},
-            "storage_paths": {name: part.storage_path_relative for name, part in zip(PARTS, self._parts(), strict=False)},
+            "storage_paths": {
+                name: part.storage_path_relative for name, part in zip(PARTS, self._parts(), strict=False)
+            },
             "episode_id_to_index_map": None
             if self._slots is None
             else {str(k): v for k, v in self._slots.as_dict().items()},

@@ -68,10 +68,18 @@ class SlotFiles:
     def create(cls, count: int, nbytes: int) -> SlotFiles:
         root = SHARED_MEMORY_ROOT if SHARED_MEMORY_ROOT.is_dir() else None
         directory = Path(tempfile.mkdtemp(prefix="unibatch-slots-", dir=root))
-        for slot in range(count):
-            with open(directory / f"slot_{slot:03d}.bin", "wb") as handle:
-                handle.truncate(nbytes)
-        return cls(directory, count, nbytes, owner=True)
+        slots = cls(directory, 0, nbytes, owner=True)
+        for _ in range(count):
+            slots.add()
+        return slots
+
+    def add(self) -> int:
+        """Create one more slot file (in the creating process); returns its number."""
+        slot = self.count
+        with open(self.directory / f"slot_{slot:03d}.bin", "wb") as handle:
+            handle.truncate(self.nbytes)
+        self.count += 1
+        return slot
 
     def buffer(self, slot: int) -> np.memmap:
         if slot not in self._maps:

@@ -8,6 +8,8 @@ attached; a worker that dies makes the parent raise :class:`WorkerError` instead
 
 A returned batch lives in shared memory (zero-copy for NumPy and PyTorch) and stays valid
 until ``n_buffers`` further batches of the same kind have been returned; copy it to keep it.
+Slots are handed out from a free list: a slot is reused only once its result has been collected
+and has left that window (or, for an abandoned request, once its result has arrived).
 """
 
 from __future__ import annotations
@@ -85,8 +87,9 @@ class MultiprocessingSampler(BatchSampler):
         self._arrived: dict[int, Any] = {}
         self._abandoned: set[int] = set()
         self._kinds: dict[tuple[bool, bool], tuple[SlotLayout, SlotFiles]] = {}
-        self._slot_counters: collections.Counter[tuple[bool, bool]] = collections.Counter()
-        self._task_slots: dict[int, int] = {}
+        self._free_slots: dict[tuple[bool, bool], list[int]] = collections.defaultdict(list)
+        self._held_slots: dict[tuple[bool, bool], collections.deque[int]] = collections.defaultdict(collections.deque)
+        self._task_slots: dict[int, tuple[tuple[bool, bool], int]] = {}
         self._prefetched: dict[tuple[bool, bool], collections.deque[int]] = collections.defaultdict(collections.deque)
 
     # ------------------------------------------------------------------ delegation
@@ -173,20 +176,21 @@ class MultiprocessingSampler(BatchSampler):
             leaves, _ = host_leaves(produce(self.sampler, probe))
             layout = layout_for(leaves)
             self._kinds[key] = (layout, SlotFiles.create(2 * self.n_buffers, layout.nbytes))
+            self._free_slots[key] = list(range(2 * self.n_buffers - 1, -1, -1))
         return self._kinds[key]
 
     def _submit(self, flat: bool, with_metadata: bool, indices: np.ndarray | None) -> int:
         self._start()
         layout, slots = self._kind(flat, with_metadata)
         key = (flat, with_metadata)
-        slot = self._slot_counters[key] % slots.count
-        self._slot_counters[key] += 1
+        free = self._free_slots[key]
+        slot = free.pop() if free else slots.add()
         stream_seed = 0
         if indices is None:
             stream_seed = request_seed(self._stream_seed, self._sample_number)
             self._sample_number += 1
         task_id, self._task_id = self._task_id, self._task_id + 1
-        self._task_slots[task_id] = slot
+        self._task_slots[task_id] = (key, slot)
         self._tasks.put(Task(task_id, flat, with_metadata, indices, stream_seed, slots, slot, layout))
         return task_id
 
@@ -200,12 +204,14 @@ class MultiprocessingSampler(BatchSampler):
                 continue
             if arrived in self._abandoned:
                 self._abandoned.discard(arrived)
-                self._task_slots.pop(arrived, None)
+                kind, abandoned_slot = self._task_slots.pop(arrived)
+                self._free_slots[kind].append(abandoned_slot)  # nobody will read it
             else:
                 self._arrived[arrived] = (error, payload)
         error, payload = self._arrived.pop(task_id)
-        slot = self._task_slots.pop(task_id)
+        key, slot = self._task_slots.pop(task_id)
         if error is not None:
+            self._free_slots[key].append(slot)
             exception, text = error
             if sys.version_info >= (3, 11):
                 exception.add_note(f"raised in a MultiprocessingSampler worker:\n{text}")
@@ -213,6 +219,10 @@ class MultiprocessingSampler(BatchSampler):
         layout, slots = self._kinds[(flat, with_metadata)]
         spec, described = payload
         tree = optree.tree_unflatten(spec, slots.read(slot, layout, described))
+        held = self._held_slots[key]
+        held.append(slot)
+        while len(held) > self.n_buffers:  # out of the validity window: the slot may be reused
+            self._free_slots[key].append(held.popleft())
         return convert_tree(tree, self.backend, self.device)
 
     def _check_workers(self) -> None:
