@@ -135,8 +135,10 @@ class EpisodeSlots:
         return self.lookup(episode_ids)
 
     def check_allocation(self, episode_ids: np.ndarray, release_before: int | None = None) -> None:
-        """Raise :class:`EpisodeCapacityError` unless :meth:`allocate` would succeed once the
-        episodes below ``release_before`` are released; changes nothing."""
+        """Raise :class:`EpisodeCapacityError` unless :meth:`allocate` would succeed.
+
+        Episodes below ``release_before`` count as released; nothing changes.
+        """
         if self.capacity is None:
             return
         ids = np.unique(np.asarray(episode_ids, dtype=np.int64))

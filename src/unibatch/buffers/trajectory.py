@@ -137,7 +137,7 @@ class TrajectoryReplayBuffer(BatchBase):
     def _get(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Any, Metadata]:
         with self._current.locked():
             needs_ids = with_metadata or self.episode_data_buffer is not None
-            ids = self.step_episode_id_buffer._get(index, False)[0] if needs_ids else None
+            ids: Any = self.step_episode_id_buffer._get(index, False)[0] if needs_ids else None
             step, step_metadata = self.step_data_buffer._get(index, with_metadata)
             result: dict[str, Any] = {"step_data": step}
             if self.episode_data_buffer is not None:
