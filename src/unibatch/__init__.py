@@ -20,6 +20,7 @@ from unibatch.buffers import ReplayBuffer as ReplayBuffer
 from unibatch.buffers import TrajectoryData as TrajectoryData
 from unibatch.buffers import TrajectoryReplayBuffer as TrajectoryReplayBuffer
 from unibatch.samplers import BatchSampler as BatchSampler
+from unibatch.samplers import MultiprocessingSampler as MultiprocessingSampler
 from unibatch.samplers import StepSampler as StepSampler
 from unibatch.spaces import BatchedSpace as BatchedSpace
 from unibatch.spaces import BinarySpace as BinarySpace
@@ -57,6 +58,7 @@ __all__ = [
     "FrameStackedBatch",
     "IndexableType",
     "JaxComputeBackend",
+    "MultiprocessingSampler",
     "NumpyComputeBackend",
     "PyTorchComputeBackend",
     "ReplayBuffer",
