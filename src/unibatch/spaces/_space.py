@@ -23,6 +23,9 @@ class Space(ABC, Generic[DataT, DeviceT, DTypeT, RNGT]):
     :meth:`contains`. Randomness is explicit: ``sample(rng)`` returns ``(new_rng, value)``.
     """
 
+    structure_version = 0
+    """Bumped whenever a DictSpace changes its keys, so cached per-space plans are rebuilt."""
+
     def __init__(
         self,
         backend: ComputeBackend,

@@ -40,6 +40,7 @@ class DictSpace(Space[dict[str, Any], Any, Any, Any]):
                 raise SpaceMismatchError(f"DictSpace keys must be str, got {key!r} ({type(key).__name__})")
             spaces[key] = self._adopt(key, sub)
         self.spaces = {key: spaces[key] for key in sorted(spaces)}
+        Space.structure_version += 1
         self.device = self._requested_device if self._requested_device is not None else _common_device(self.spaces)
 
     def _adopt(self, key: str, sub: Any) -> Space:

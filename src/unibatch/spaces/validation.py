@@ -8,6 +8,8 @@ path, what was expected and what was got.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,8 @@ from unibatch.spaces._space import Space
 from unibatch.spaces._tree import text_of, walk
 from unibatch.spaces.binary import BinarySpace
 from unibatch.spaces.box import BoxSpace
+from unibatch.spaces.dict import DictSpace
+from unibatch.spaces.tuple import TupleSpace
 
 
 def check_data(space: Space, data: Any, *, batch_ndim: int = 0, bounds: bool = False) -> tuple[int, ...]:
@@ -43,6 +47,10 @@ def check_data(space: Space, data: Any, *, batch_ndim: int = 0, bounds: bool = F
     ...
     unibatch.errors.SpaceMismatchError: value: expected shape (batch, 2), got (5, 3)
     """
+    if not bounds:
+        fast = _fast_check(space, data, batch_ndim)
+        if fast is not None:
+            return fast
     batch_shape: tuple[int, ...] | None = None
     for path, leaf, value in walk(space, data):
         where = path or "value"
@@ -106,3 +114,83 @@ def _describe(value: Any) -> str:
         dtype = backend.dtype_name(value.dtype)
         return f"a {backend.simplified_name} array of dtype {dtype} and shape {tuple(value.shape)}"
     return f"{type(value).__name__} {value!r}"[:120]
+
+
+# ---------------------------------------------------------------------- fast path
+@dataclass(frozen=True)
+class _Plan:
+    """What a valid value looks like, precomputed once per space (rebuilt if a DictSpace changes)."""
+
+    version: int
+    dicts: tuple[tuple[tuple[Any, ...], Any], ...]  # (path, expected keys)
+    tuples: tuple[tuple[tuple[Any, ...], int], ...]  # (path, length)
+    leaves: tuple[tuple[tuple[Any, ...], tuple[int, ...], Any, type], ...]  # (path, shape, dtype, array type)
+
+
+def _fast_check(space: Space, data: Any, batch_ndim: int) -> tuple[int, ...] | None:
+    """The batch shape when ``data`` is plainly valid, else None (then the detailed check runs).
+
+    Appends call this per step, so it walks a precomputed plan instead of the space tree.
+    """
+    plan = _plan_of(space)
+    if plan is None:
+        return None
+    try:
+        for path, keys in plan.dicts:
+            node = _follow(data, path)
+            if not isinstance(node, Mapping) or node.keys() != keys:
+                return None
+        for path, length in plan.tuples:
+            node = _follow(data, path)
+            if not isinstance(node, (tuple, list)) or len(node) != length:
+                return None
+        batch: tuple[int, ...] | None = None
+        for path, shape, dtype, array_type in plan.leaves:
+            value = _follow(data, path)
+            if not isinstance(value, array_type):
+                return None
+            value_shape = tuple(value.shape)
+            if len(value_shape) != batch_ndim + len(shape) or value_shape[batch_ndim:] != shape:
+                return None
+            if not fits(value.dtype, dtype):
+                return None
+            lead = value_shape[:batch_ndim]
+            if batch is None:
+                batch = lead
+            elif lead != batch:
+                return None
+    except (KeyError, IndexError, TypeError):
+        return None
+    return batch if batch is not None else ()
+
+
+def _follow(data: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+def _plan_of(space: Space) -> _Plan | None:
+    cached = space.__dict__.get("_validation_plan")
+    if cached is not None and cached.version == Space.structure_version:
+        return cached
+    dicts: list[Any] = []
+    tuples: list[Any] = []
+    leaves: list[Any] = []
+
+    def visit(node: Space, path: tuple[Any, ...]) -> bool:
+        if isinstance(node, DictSpace):
+            dicts.append((path, frozenset(node.keys())))
+            return all(visit(sub, (*path, key)) for key, sub in node.items())
+        if isinstance(node, TupleSpace):
+            tuples.append((path, len(node.spaces)))
+            return all(visit(sub, (*path, i)) for i, sub in enumerate(node.spaces))
+        if isinstance(node, (BoxSpace, BinarySpace)):
+            leaves.append((path, tuple(node.shape), node.dtype, node.backend.array_type))
+            return True
+        return False  # texts and other leaves: the detailed check handles them
+
+    plan = _Plan(Space.structure_version, tuple(dicts), tuple(tuples), tuple(leaves)) if visit(space, ()) else None
+    if plan is not None:
+        space.__dict__["_validation_plan"] = plan
+    return plan
