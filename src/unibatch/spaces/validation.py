@@ -146,7 +146,7 @@ def _fast_check(space: Space, data: Any, batch_ndim: int) -> tuple[int, ...] | N
                 return None
         batch: tuple[int, ...] | None = None
         for path, shape, dtype, array_type in plan.leaves:
-            value = _follow(data, path)
+            value: Any = _follow(data, path)
             if not isinstance(value, array_type):
                 return None
             value_shape = tuple(value.shape)
