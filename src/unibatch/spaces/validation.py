@@ -124,7 +124,7 @@ class _Plan:
     version: int
     dicts: tuple[tuple[tuple[Any, ...], Any], ...]  # (path, expected keys)
     tuples: tuple[tuple[tuple[Any, ...], int], ...]  # (path, length)
-    leaves: tuple[tuple[tuple[Any, ...], tuple[int, ...], Any, type], ...]  # (path, shape, dtype, array type)
+    leaves: tuple[tuple[tuple[Any, ...], tuple[int, ...], Any, Any], ...]  # (path, shape, dtype, array type)
 
 
 def _fast_check(space: Space, data: Any, batch_ndim: int) -> tuple[int, ...] | None:
