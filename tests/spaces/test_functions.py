@@ -247,3 +247,16 @@ def test_check_data_texts(backend):
     assert check_data(space, ["a", "b"], batch_ndim=1) == (2,)
     with pytest.raises(SpaceMismatchError, match="expected a value of TextSpace"):
         check_data(space, "abc")
+
+
+def test_check_data_follows_a_dict_space_that_changes(backend):
+    space = robot_space(backend)
+    sample = robot_sample(backend)
+    check_data(space, sample)  # builds and caches the validation plan
+    space["extra"] = BinarySpace(backend, ())
+    with pytest.raises(SpaceMismatchError, match=r"missing \['extra'\]"):
+        check_data(space, sample)
+    check_data(space, {**sample, "extra": backend.asarray(True)})
+    wrong = {**sample, "extra": backend.asarray(True), "action": backend.zeros((3,))}
+    with pytest.raises(SpaceMismatchError, match="action: expected shape"):
+        check_data(space, wrong)
