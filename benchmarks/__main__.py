@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from benchmarks.workloads import append, data, multiprocess, uniform, windows
+from benchmarks.workloads import append, data, multiprocess, reopen, uniform, windows
 
 from unibatch import ReplayBuffer
 from unibatch.backends import backend_from_name
@@ -53,6 +53,13 @@ def main() -> int:
                 if image and storage_name == "memmap":
                     for line in multiprocess.run(buffer, arguments.calls * 2):
                         print(line, flush=True)
+                if storage_name == "memmap" and path is not None:
+                    buffer.flush()
+                    line, result = reopen.run(path, image, arguments.calls * 10)
+                    print(line, flush=True)
+                    print(result.line(), flush=True)
+                    if arguments.json:
+                        print(result.json(), flush=True)
                 buffer.close()
     return 0
 
