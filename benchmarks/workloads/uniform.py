@@ -1,4 +1,4 @@
-"""W2: uniform sample B=256 — against ``np.take(rows, idx, axis=0, out=buf, mode="clip")``."""
+"""W2: ``StepSampler.sample()`` of B=256 — against ``np.take(rows, idx, axis=0, out=buf, mode="clip")``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 from benchmarks._harness import Result, compare
 from benchmarks.workloads.data import row_bytes
 
-from unibatch import ReplayBuffer
+from unibatch import ReplayBuffer, StepSampler
 
 BATCH = 256
 
@@ -20,7 +20,9 @@ def run(buffer: ReplayBuffer, image: bool, storage: str, backend: str, calls: in
     def floor() -> None:
         np.take(floor_rows, rng.integers(0, n, BATCH), axis=0, out=out, mode="clip")
 
+    sampler = StepSampler(buffer, BATCH, seed=0)
+
     def workload() -> None:
-        buffer.get_at(rng.integers(0, n, BATCH))
+        sampler.sample()
 
     return compare("W2", "image" if image else "small", storage, backend, workload, floor, calls)

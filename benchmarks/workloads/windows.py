@@ -6,7 +6,7 @@ import numpy as np
 from benchmarks._harness import Result, compare
 from benchmarks.workloads.data import row_bytes
 
-from unibatch import FrameStackedBatch, ReplayBuffer
+from unibatch import FrameStackedBatch, ReplayBuffer, StepSampler
 
 BATCH, FRAMES = 256, 16
 
@@ -24,7 +24,9 @@ def run(buffer: ReplayBuffer, image: bool, storage: str, backend: str, calls: in
         index = (rng.integers(0, n, BATCH)[:, None] + offsets).reshape(-1)
         np.take(floor_rows, index, axis=0, out=out, mode="clip")
 
+    sampler = StepSampler(windows, BATCH, seed=0)
+
     def workload() -> None:
-        windows.get_at_with_metadata(rng.integers(0, n, BATCH))
+        sampler.sample_with_metadata()
 
     return compare("W3", "image" if image else "small", storage, backend, workload, floor, calls)

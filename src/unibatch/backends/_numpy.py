@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, final
 
+import array_api_compat.numpy as _xp
 import numpy as np
 
 from unibatch.backends._base import ComputeBackend, Shape, numpy_dtype_from_name
@@ -18,9 +19,7 @@ class NumpyBackend(ComputeBackend[np.ndarray, str, np.dtype, np.random.Generator
 
     @property
     def xp(self) -> Any:
-        import array_api_compat.numpy as xp
-
-        return xp
+        return _xp
 
     @property
     def array_type(self) -> type:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, final
 
+import array_api_compat.torch as _xp
 import numpy as np
 import torch
 
@@ -19,9 +20,7 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
 
     @property
     def xp(self) -> Any:
-        import array_api_compat.torch as xp
-
-        return xp
+        return _xp
 
     @property
     def array_type(self) -> type:
