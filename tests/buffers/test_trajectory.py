@@ -275,3 +275,13 @@ def test_memory_backed_trajectory_buffer_commits_snapshots(backend, tmp_path):
         ["storage"],
         ["storage.1"],
     )
+
+
+def test_extend_flattened_round_trips_steps_and_episode_data(backend):
+    # The flat layout holds step and episode data, not episode ids: the steps join the current episode.
+    source = make(backend)
+    record(source, backend, 1)
+    flat = source.get_flattened_at(slice(None))
+    target = make(backend)
+    target.extend_flattened(flat)
+    assert_tree_equal(target.get_at(slice(None)), source.get_at(slice(None)))

@@ -130,11 +130,15 @@ class SliceStackedBatch(BatchBase):
     def _frames(self, rows: Array) -> Array:
         return rows[:, None] + self.fixed_offset[None, :]
 
+    def _clipped(self, frames: Array) -> Array:
+        """Frame indices moved into ``[0, len)`` (out-of-range frames are invalid anyway)."""
+        return self.backend.xp.clip(frames, 0, max(len(self.batch) - 1, 0))
+
     def _read_frames(self, frames: Array, with_metadata: bool) -> tuple[Any, Metadata]:
-        """Read the ``(B, T)`` frames (clipped into range) from the source in one call."""
+        """Read the ``(B, T)`` frames (already inside ``[0, len)``) from the source in one call."""
         xp = self.backend.xp
         rows, size = int(frames.shape[0]), self.window_size
-        flat = xp.reshape(xp.clip(frames, 0, max(len(self.batch) - 1, 0)), (rows * size,))
+        flat = xp.reshape(frames, (rows * size,))
         if self.batch.has_expensive_reads:
             unique, inverse = xp.unique_inverse(flat)
             data, metadata = self.batch._get(unique, with_metadata)
@@ -161,7 +165,7 @@ class SliceStackedBatch(BatchBase):
                 metadata = self._centre(metadata)
         else:
             needs_metadata = with_metadata or self.get_valid_mask_function is not None
-            data, metadata = self._read_frames(frames, needs_metadata and has_metadata)
+            data, metadata = self._read_frames(self._clipped(frames), needs_metadata and has_metadata)
             valid = self.get_valid_mask(frames, data, metadata)
             if self.fill_invalid_data:
                 data = self.fill_data_with_stack_mask(self._frame_space, data, valid)
@@ -191,7 +195,7 @@ class SliceStackedBatch(BatchBase):
         xp = self.backend.xp
         rows, size = int(frames.shape[0]), self.window_size
         in_range = (frames >= 0) & (frames < len(self.batch))
-        clipped = xp.clip(frames, 0, len(self.batch) - 1)
+        clipped = self._clipped(frames)
         mask = self.get_valid_mask_function
         valid = in_range
         if mask is not None:

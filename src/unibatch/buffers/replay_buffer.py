@@ -444,9 +444,6 @@ class ReplayBuffer(BatchBase):
             self._closed = True
             self.storage.close()
 
-    def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
     def __repr__(self) -> str:
         return f"ReplayBuffer(count={self.count}, capacity={self.capacity}, storage={type(self.storage).__name__})"
 

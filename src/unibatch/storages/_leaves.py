@@ -75,6 +75,14 @@ def _assemble(space: Space, values: Iterator[Any]) -> Any:
     return next(values)
 
 
+def host_index(index: Any) -> Any:
+    """A storage index usable on NumPy arrays: ints and slices as they are, backend arrays on the host."""
+    from unibatch.backends import get_backend_or_none
+
+    backend = get_backend_or_none(index)
+    return index if backend is None else np.asarray(backend.to_numpy(index))
+
+
 def texts_to_objects(array: np.ndarray) -> Any:
     """Fixed-length unicode storage to what text spaces hold: ``str`` or object arrays."""
     if array.ndim == 0:

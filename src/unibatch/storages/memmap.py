@@ -28,7 +28,7 @@ from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, read_json
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
-from unibatch.storages._leaves import Leaf, assemble, leaf_table, split_value, texts_to_objects
+from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
 from unibatch.storages._registry import register_storage
 
 SIDECAR = "memmap.json"
@@ -178,7 +178,7 @@ class MemmapStorage(SpaceStorage):
         return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
-        host_index = _host_index(index)
+        host_index = host_index(index)
         if self.capacity is None:
             self._ensure_rows(_max_row(host_index) + 1)
         arrays = self._open()
@@ -204,7 +204,7 @@ class MemmapStorage(SpaceStorage):
 
     def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
         arrays = self._open()
-        host_index = _host_index(index)
+        host_index = host_index(index)
         for position, leaf_value in zip(positions, values, strict=True):
             backend = get_backend_or_none(leaf_value)
             arrays[position][host_index] = backend.to_numpy(leaf_value) if backend is not None else leaf_value
@@ -254,11 +254,6 @@ class MemmapStorage(SpaceStorage):
 
 def _file_name(position: int) -> str:
     return f"leaf_{position:03d}.bin"
-
-
-def _host_index(index: StorageIndex) -> Any:
-    backend = get_backend_or_none(index)
-    return index if backend is None else np.asarray(backend.to_numpy(index))
 
 
 def _max_row(index: Any) -> int:

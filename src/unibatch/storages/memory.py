@@ -15,7 +15,7 @@ from typing_extensions import Self
 from unibatch.spaces import Space
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
-from unibatch.storages._leaves import Leaf, assemble, leaf_table, split_value
+from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value
 from unibatch.storages._registry import register_storage
 from unibatch.storages.memmap import MemmapStorage
 
@@ -114,7 +114,7 @@ class MemoryStorage(SpaceStorage):
         for position in positions:
             leaf, array = self._leaves[position], self._arrays[position]
             if leaf.is_text:
-                picked = array[_host(self, index)]
+                picked = array[host_index(index)]
                 values.append(picked if isinstance(picked, str) else np.array(picked, dtype=object))
             elif isinstance(index, (int, slice)):
                 values.append(self.backend.xp.asarray(array[index], copy=True))
@@ -130,7 +130,7 @@ class MemoryStorage(SpaceStorage):
         at = self.backend.at
         for position, leaf_value in zip(positions, values, strict=True):
             if self._leaves[position].is_text:
-                self._arrays[position][_host(self, index)] = leaf_value
+                self._arrays[position][host_index(index)] = leaf_value
             else:
                 self._arrays[position] = at(self._arrays[position])[index].set(leaf_value)
 
@@ -172,9 +172,3 @@ def _grow(leaf: Leaf, array: Any, rows: int, keep: int) -> Any:
         else:
             grown = leaf.space.backend.at(grown)[:keep].set(array[:keep])
     return grown
-
-
-def _host(storage: MemoryStorage, index: StorageIndex) -> Any:
-    if isinstance(index, (int, slice)):
-        return index
-    return np.asarray(storage.backend.to_numpy(index))
