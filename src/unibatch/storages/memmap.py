@@ -178,17 +178,17 @@ class MemmapStorage(SpaceStorage):
         return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
-        host_index = host_index(index)
+        on_host = host_index(index)
         if self.capacity is None:
-            self._ensure_rows(_max_row(host_index) + 1)
+            self._ensure_rows(_max_row(on_host) + 1)
         arrays = self._open()
         values = []
         for position in positions:
             array = arrays[position]
             value = (
-                np.take(array, host_index, axis=0)
-                if isinstance(host_index, np.ndarray)
-                else np.array(array[host_index])
+                np.take(array, on_host, axis=0)
+                if isinstance(on_host, np.ndarray)
+                else np.array(array[on_host])
             )
             values.append(self._to_backend(self._leaves[position], value))
         return values
@@ -204,10 +204,10 @@ class MemmapStorage(SpaceStorage):
 
     def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
         arrays = self._open()
-        host_index = host_index(index)
+        on_host = host_index(index)
         for position, leaf_value in zip(positions, values, strict=True):
             backend = get_backend_or_none(leaf_value)
-            arrays[position][host_index] = backend.to_numpy(leaf_value) if backend is not None else leaf_value
+            arrays[position][on_host] = backend.to_numpy(leaf_value) if backend is not None else leaf_value
 
     def get_column(self, nested_keys: Sequence[str]) -> SpaceStorage:
         return LeafColumnStorage(self, nested_keys)
