@@ -18,6 +18,9 @@ class TestMemoryStorage(StorageTests):
     def make_storage(self, backend, space, capacity, path):
         return MemoryStorage.create(space, capacity=capacity, initial_rows=4)
 
+    def buffer_storage(self):
+        return MemoryStorage, {}
+
 
 class TestSharedMemoryStorage(StorageTests):
     def make_storage(self, backend, space, capacity, path):
@@ -30,6 +33,9 @@ class TestSharedMemoryStorage(StorageTests):
 class TestMemmapStorage(StorageTests):
     def make_storage(self, backend, space, capacity, path):
         return MemmapStorage.create(space, capacity=capacity, cache_path=path, initial_rows=4)
+
+    def buffer_storage(self):
+        return MemmapStorage, {"initial_rows": 4}
 
 
 def test_registry_names():

@@ -20,6 +20,11 @@ _LAZY = {
     "FlattenedStorage": "unibatch.storages.flattened",
     "TransformedStorage": "unibatch.storages.transformed",
     "ToBackendOrDeviceStorage": "unibatch.storages.backend_compat",
+    "HDF5Storage": "unibatch.storages.hdf5",
+    "ZarrStorage": "unibatch.storages.zarr",
+    "ParquetStorage": "unibatch.storages.parquet",
+    "VideoStorage": "unibatch.storages.video",
+    "ImageStorage": "unibatch.storages.image",
 }
 
 
@@ -32,11 +37,16 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DictStorage",
     "FlattenedStorage",
+    "HDF5Storage",
+    "ImageStorage",
     "MemmapStorage",
     "MemoryStorage",
+    "ParquetStorage",
     "SpaceStorage",
     "ToBackendOrDeviceStorage",
     "TransformedStorage",
+    "VideoStorage",
+    "ZarrStorage",
     "register_storage",
     "storage_class",
 ]

@@ -36,6 +36,25 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise FormatVersionError(f"{path} is not valid JSON: {error}") from error
 
 
+def read_sidecar(path: str | os.PathLike[str], kind: str, max_version: int) -> dict[str, Any]:
+    """The JSON sidecar file ``path`` of a ``kind`` storage, refusing a ``format_version`` above ``max_version``.
+
+    Raises:
+        FileNotFoundError: the file is missing (the message names the storage kind and the file).
+        FormatVersionError: the file is not JSON, or has no integer ``format_version`` up to ``max_version``.
+    """
+    from unibatch.errors import FormatVersionError
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path.parent} is not a {kind} storage: {path.name} is missing")
+    data = read_json(path)
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version > max_version:
+        raise FormatVersionError(f"{path} has format_version {version!r}; this unibatch reads up to {max_version}")
+    return data
+
+
 def fsync_directory(path: str | os.PathLike[str]) -> None:
     """Make a rename in ``path`` durable (no-op where directories cannot be opened)."""
     try:

@@ -19,6 +19,11 @@ _LAZY: dict[str, str] = {
     "flattened": "unibatch.storages.flattened",
     "transformed": "unibatch.storages.transformed",
     "backend": "unibatch.storages.backend_compat",
+    "hdf5": "unibatch.storages.hdf5",
+    "zarr": "unibatch.storages.zarr",
+    "parquet": "unibatch.storages.parquet",
+    "video": "unibatch.storages.video",
+    "image": "unibatch.storages.image",
 }
 S = TypeVar("S", bound="type[SpaceStorage]")
 

@@ -23,9 +23,9 @@ import numpy as np
 from typing_extensions import Self
 
 from unibatch.backends import get_backend_or_none
-from unibatch.errors import FormatVersionError, SpaceMismatchError, UnsupportedOperationError
+from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space
-from unibatch.storages._atomic import atomic_write_json, read_json
+from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
@@ -185,11 +185,7 @@ class MemmapStorage(SpaceStorage):
         values = []
         for position in positions:
             array = arrays[position]
-            value = (
-                np.take(array, on_host, axis=0)
-                if isinstance(on_host, np.ndarray)
-                else np.array(array[on_host])
-            )
+            value = np.take(array, on_host, axis=0) if isinstance(on_host, np.ndarray) else np.array(array[on_host])
             values.append(self._to_backend(self._leaves[position], value))
         return values
 
@@ -280,16 +276,7 @@ def _write_sidecar(path: Path, capacity: int | None, rows: int, length: int, lea
 
 
 def _read_sidecar(path: Path) -> dict[str, Any]:
-    sidecar = path / SIDECAR
-    if not sidecar.exists():
-        raise FileNotFoundError(f"{path} is not a memmap storage: {SIDECAR} is missing")
-    data = read_json(sidecar)
-    version = data.get("format_version") if isinstance(data, dict) else None
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise FormatVersionError(
-            f"{sidecar} has format_version {version!r}; this unibatch reads up to {FORMAT_VERSION}"
-        )
-    return data
+    return read_sidecar(path / SIDECAR, "memmap", FORMAT_VERSION)
 
 
 def _check_leaves(sidecar: dict[str, Any], leaves: list[Leaf], path: Path) -> None:
