@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from unibatch.buffers.ring import Segment, WritePlan, overlaps, physical_slot, plan_write
+from unibatch.buffers.ring import Segment, WritePlan, overlaps, physical_slot, plan_append, plan_write
 
 # ---------------------------------------------------------------------------------------------- model
 
@@ -257,3 +257,19 @@ def test_physical_slot_is_a_bijection_onto_the_occupied_slots(state):
 def test_overlaps_of_an_empty_range():
     assert overlaps(2, 2, 4, 0, 4) is False
     assert not any(overlaps(s.start, s.stop, 4, 0, 4) for s in plan_write(4, 0, 0, 4).segments)
+
+
+@given(state=ring_states)
+def test_plan_append_is_plan_write_of_one_row(state):
+    capacity, count, offset = state
+    for cap in (capacity, None):
+        start = offset if cap is not None else 0
+        full = plan_write(count, start, 1, cap)
+        one = plan_append(count, start, cap)
+        assert full.segments == (Segment(one.slot, one.slot + 1, 0, 1),)
+        assert (one.kept_count, one.kept_offset, one.count, one.offset) == (
+            full.kept_count,
+            full.kept_offset,
+            full.count,
+            full.offset,
+        )

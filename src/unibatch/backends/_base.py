@@ -56,6 +56,8 @@ class ComputeBackend(ABC, Generic[ArrayT, DeviceT, DTypeT, RNGT]):
 
     simplified_name: str
     """``"numpy"``, ``"pytorch"`` or ``"jax"``: the name persisted in metadata."""
+    arrays_are_mutable: bool = True
+    """Whether ``array[i] = value`` writes in place (False for JAX: ``at[].set`` returns a new array)."""
 
     # ----------------------------------------------------------------- namespace
     @property

@@ -27,6 +27,8 @@ class JaxBackend(ComputeBackend[jax.Array, Any, Any, jax.Array]):
     def xp(self) -> Any:
         return jnp
 
+    arrays_are_mutable = False
+
     @property
     def array_type(self) -> type:
         return jax.Array

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import threading
-from collections.abc import Iterator
 from typing import Any
+
+_UNLOCKED = contextlib.nullcontext()
 
 
 class RingState:
@@ -44,14 +45,12 @@ class RingState:
         else:
             self._count, self._offset = count, offset
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the lock in shared mode; a no-op in a single process (the GIL orders writes)."""
-        if not self.shared:
-            yield
-            return
-        with self.lock:
-            yield
+    def locked(self) -> contextlib.AbstractContextManager[Any]:
+        """Hold the lock in shared mode; a no-op in a single process (the GIL orders writes).
+
+        Returns the lock itself or a shared no-op context: no generator per call on the hot path.
+        """
+        return self.lock if self.shared else _UNLOCKED
 
     def __getstate__(self) -> dict[str, Any]:
         if not self.shared:

@@ -25,6 +25,7 @@ from unibatch.buffers._metadata import read_metadata, write_metadata
 from unibatch.buffers._state import RingState
 from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space, batch_size_data, get_at, json_to_space, space_to_json
+from unibatch.spaces._exact import exact_leaves
 from unibatch.storages import SpaceStorage, storage_class
 
 PathLike = str | os.PathLike[str]
@@ -171,23 +172,36 @@ class ReplayBuffer(BatchBase):
     def _extend_flattened(self, value: Array) -> None:
         self._write(value, int(value.shape[0]), self.storage.set_flattened, lambda part: value[part])
 
+    def append(self, value: Any) -> None:
+        """Append one step; a value that exactly matches the space takes a compiled path (DESIGN §6, W1)."""
+        extract = exact_leaves(self.single_space)
+        leaves = extract(value) if extract is not None else None
+        if leaves is None:
+            super().append(value)  # validates, explains what is wrong, then calls _append
+            return
+        self._check_writable("append")
+        self._append_row(self.storage.set_leaves, leaves)
+
     def _append(self, value: Any) -> None:
         """One step: one storage write at one slot, no batch-of-one concatenation."""
+        self._append_row(self.storage.set, value)
+
+    def _append_row(self, write: Callable[[int, Any], None], row: Any) -> None:
         with self._state.locked():
-            count, offset, capacity = self._state.count, self._state.offset, self.storage.capacity
-            plan = ring.plan_write(count, offset, 1, capacity)
-            slot = plan.segments[0].start
-            self._before_write(plan)
+            capacity, count = self.storage.capacity, self._state.count
+            plan = ring.plan_append(count, self._state.offset, capacity)
+            if plan.kept_count < count:  # a full ring: its oldest row leaves before its slot changes
+                self._before_write(plan.kept_count, plan.kept_offset, ((plan.slot, plan.slot + 1),))
             if capacity is None:
                 self.storage.extend_length(1)
-            self.storage.set(slot, value)
+            write(plan.slot, row)
             self._state.publish(plan.count, plan.offset)
 
     def _write(self, value: Any, n: int, write: Any, part: Any) -> None:
         with self._state.locked():
             capacity = self.storage.capacity
             plan = ring.plan_write(self._state.count, self._state.offset, n, capacity)
-            self._before_write(plan)
+            self._before_write(plan.kept_count, plan.kept_offset, [(s.start, s.stop) for s in plan.segments])
             if capacity is None:
                 self.storage.extend_length(n)
             for segment in plan.segments:
@@ -198,16 +212,19 @@ class ReplayBuffer(BatchBase):
                 )
             self._state.publish(plan.count, plan.offset)
 
-    def _before_write(self, plan: ring.WritePlan) -> None:
-        """Drop overwritten rows from the published (and, if needed, the committed) state first."""
-        self._state.publish(plan.kept_count, plan.kept_offset)
+    def _before_write(self, kept_count: int, kept_offset: int, slots: Sequence[tuple[int, int]]) -> None:
+        """Drop overwritten rows from the published (and, if needed, the committed) state first.
+
+        ``slots``: the physical ``[start, stop)`` ranges about to be written.
+        """
+        self._state.publish(kept_count, kept_offset)
         capacity = self.storage.capacity
         if self._cache_path is None or capacity is None or not self.storage.is_persistent:
             return  # nothing on disk changes in place (memory, snapshots, growth past the end)
         committed_count, committed_offset = self._committed
         needed = max(
-            ring.committed_rows_to_drop(s.start, s.stop, committed_count, committed_offset, capacity)
-            for s in plan.segments
+            ring.committed_rows_to_drop(start, stop, committed_count, committed_offset, capacity)
+            for start, stop in slots
         )
         if not needed:
             return

@@ -23,6 +23,7 @@ from unibatch._typing import Array, BArrayType, BatchT, BDeviceType, BDtypeType,
 from unibatch.backends import ComputeBackend
 from unibatch.errors import ReadOnlyError, UnsupportedOperationError
 from unibatch.spaces import Space, batch_space, flatten_data, unflatten_data
+from unibatch.storages._leaves import assemble
 
 PathLike = str | os.PathLike[str]
 StorageIndex = Any
@@ -124,6 +125,14 @@ class SpaceStorage(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRN
     @abstractmethod
     def set(self, index: StorageIndex, value: BatchT) -> None:
         """Write values (already validated against the space) at ``index``."""
+
+    def set_leaves(self, index: int, leaves: Sequence[Any]) -> None:
+        """Write one row given as its leaves in flat order (the per-step path of ``append``).
+
+        Same contract as :meth:`set`; storages with one array per leaf override it to skip
+        rebuilding the nested value.
+        """
+        self.set(index, assemble(self.single_instance_space, list(leaves)))
 
     def get_flattened(self, index: StorageIndex) -> BArrayType:
         """Values at ``index`` flattened: ``(D,)`` for an int, ``(B, D)`` otherwise."""

@@ -198,6 +198,12 @@ class MemmapStorage(SpaceStorage):
         self._check_writable("set")
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
+    def set_leaves(self, index: int, leaves: Sequence[Any]) -> None:
+        self._check_writable("set")
+        to_numpy = None if self.backend.array_type is np.ndarray else self.backend.to_numpy
+        for array, value in zip(self._open(), leaves, strict=True):
+            array[index] = value if to_numpy is None or type(value) in (float, bool) else to_numpy(value)
+
     def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
         arrays = self._open()
         on_host = host_index(index)

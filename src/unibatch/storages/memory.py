@@ -126,6 +126,14 @@ class MemoryStorage(SpaceStorage):
         self._check_writable("set")
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
+    def set_leaves(self, index: int, leaves: Sequence[Any]) -> None:
+        if not self.backend.arrays_are_mutable:
+            super().set_leaves(index, leaves)
+            return
+        self._check_writable("set")
+        for array, value in zip(self._arrays, leaves, strict=True):
+            array[index] = value
+
     def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
         at = self.backend.at
         for position, leaf_value in zip(positions, values, strict=True):
