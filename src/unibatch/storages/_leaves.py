@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import optree
 
 from unibatch.errors import UnsupportedSpaceError
 from unibatch.spaces import BinarySpace, BoxSpace, DictSpace, Space, TextSpace, TupleSpace
@@ -63,8 +64,16 @@ def split_value(space: Space, value: Any) -> list[Any]:
 
 
 def assemble(space: Space, leaf_values: list[Any]) -> Any:
-    """Inverse of :func:`split_value`: rebuild the nested value from leaf values in flat order."""
-    return _assemble(space, iter(leaf_values))
+    """Inverse of :func:`split_value`: rebuild the nested value from leaf values in flat order.
+
+    Uses the space's tree structure, built once (optree's C unflatten: reads call this per batch).
+    """
+    cached = space.__dict__.get("_leaf_treespec")
+    if cached is None or cached[0] != Space.structure_version:
+        placeholders = _assemble(space, iter(range(sum(1 for _ in _leaf_paths(space)))))
+        cached = (Space.structure_version, optree.tree_structure(placeholders))
+        space.__dict__["_leaf_treespec"] = cached
+    return optree.tree_unflatten(cached[1], leaf_values)
 
 
 def _assemble(space: Space, values: Iterator[Any]) -> Any:

@@ -58,6 +58,7 @@ class MemmapStorage(SpaceStorage):
         self._temporary_root: Path | None = None
         self._leaves = leaf_table(single_instance_space)
         self._arrays: list[np.memmap] | None = None
+        self._plain_numpy = self.backend.array_type is np.ndarray and not any(leaf.is_text for leaf in self._leaves)
         sidecar = _read_sidecar(self.cache_filename)
         _check_leaves(sidecar, self._leaves, self.cache_filename)
         self.capacity = sidecar["capacity"]
@@ -182,10 +183,12 @@ class MemmapStorage(SpaceStorage):
         if self.capacity is None:
             self._ensure_rows(_max_row(on_host) + 1)
         arrays = self._open()
+        if type(on_host) is np.ndarray and self._plain_numpy:  # the sampler's path: one take per leaf
+            return [arrays[position].take(on_host, axis=0) for position in positions]
         values = []
         for position in positions:
             array = arrays[position]
-            value = np.take(array, on_host, axis=0) if isinstance(on_host, np.ndarray) else np.array(array[on_host])
+            value = array.take(on_host, axis=0) if isinstance(on_host, np.ndarray) else np.array(array[on_host])
             values.append(self._to_backend(self._leaves[position], value))
         return values
 

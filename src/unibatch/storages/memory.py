@@ -39,6 +39,7 @@ class MemoryStorage(SpaceStorage):
         super().__init__(single_instance_space)
         self._leaves = leaf_table(single_instance_space)
         self._arrays = arrays
+        self._numpy_gather = self.backend.array_type is np.ndarray  # object arrays of texts take alike
         self.capacity = capacity
         self._length = length
 
@@ -110,6 +111,9 @@ class MemoryStorage(SpaceStorage):
         return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
+        if self._numpy_gather and type(index) is np.ndarray:  # the sampler's path: one take per leaf
+            arrays = self._arrays
+            return [arrays[position].take(index, axis=0) for position in positions]
         values = []
         for position in positions:
             leaf, array = self._leaves[position], self._arrays[position]
