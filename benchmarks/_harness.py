@@ -1,7 +1,8 @@
 """Measure a workload against the plain-NumPy floor, interleaved in one process (DESIGN.md §6).
 
 Each repeat times the floor and the workload back to back; the report gives median, min and
-max of the per-call times and the ratio of the medians, as text and as one JSON line.
+max of the per-call times and the ratio of the medians, as text and as one JSON line, with the
+DESIGN.md target and whether it is met.
 """
 
 from __future__ import annotations
@@ -10,7 +11,21 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+TARGETS: dict[tuple[str, str], float] = {
+    ("W1", "image"): 2.0,
+    ("W1", "small"): 15.0,
+    ("W1b", "image"): 1.2,
+    ("W1b", "small"): 2.0,
+    ("W2", "image"): 1.1,
+    ("W2", "small"): 1.5,
+    ("W3", "image"): 1.3,
+    ("W3", "small"): 2.0,
+    ("W4", "image"): 1.5,
+    ("W4", "small"): 1.5,
+}
+"""Target ratio to the floor (lower is better) per (workload, variant), from DESIGN.md §6."""
 
 
 @dataclass
@@ -21,6 +36,7 @@ class Result:
     backend: str
     times: list[float]
     floor_times: list[float]
+    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def median(self) -> float:
@@ -34,12 +50,21 @@ class Result:
     def ratio(self) -> float:
         return self.median / self.floor_median
 
+    @property
+    def target(self) -> float | None:
+        return TARGETS.get((self.workload, self.variant))
+
     def line(self) -> str:
+        target = (
+            ""
+            if self.target is None
+            else f"  target {self.target:4.1f} {'ok' if self.ratio <= self.target else 'MISS'}"
+        )
         return (
             f"{self.workload:<4} {self.variant:<6} {self.storage:<7} {self.backend:<8} "
             f"median {self.median * 1e6:10.1f} us  min {min(self.times) * 1e6:10.1f}  "
             f"max {max(self.times) * 1e6:10.1f}  "
-            f"floor {self.floor_median * 1e6:10.1f} us  ratio {self.ratio:6.2f}"
+            f"floor {self.floor_median * 1e6:10.1f} us  ratio {self.ratio:6.2f}{target}"
         )
 
     def json(self) -> str:
@@ -54,6 +79,10 @@ class Result:
                 "max": max(self.times),
                 "floor_median": self.floor_median,
                 "ratio": self.ratio,
+                "target": self.target,
+                "meets_target": None if self.target is None else self.ratio <= self.target,
+                "repeats": len(self.times),
+                **self.extra,
             }
         )
 
@@ -84,3 +113,20 @@ def compare(
         floor_times.append(per_call(floor, calls))
         times.append(per_call(run, calls))
     return Result(workload, variant, storage, backend, times, floor_times)
+
+
+def timing_json(workload: str, variant: str, storage: str, backend: str, times: list[float], **extra: object) -> str:
+    """A JSON line for a measurement that has no floor (reopen latency, throughput)."""
+    return json.dumps(
+        {
+            "workload": workload,
+            "variant": variant,
+            "storage": storage,
+            "backend": backend,
+            "median": statistics.median(times),
+            "min": min(times),
+            "max": max(times),
+            "repeats": len(times),
+            **extra,
+        }
+    )

@@ -7,6 +7,7 @@ from benchmarks._harness import Result, compare
 from benchmarks.workloads.data import row_bytes, transitions
 
 from unibatch import ReplayBuffer
+from unibatch.backends.transfer import convert_tree
 from unibatch.spaces import get_at
 
 CHUNK = 1000
@@ -14,7 +15,7 @@ CHUNK = 1000
 
 def run_append(buffer: ReplayBuffer, image: bool, storage: str, backend: str, calls: int) -> Result:
     capacity = buffer.capacity or 1
-    steps = transitions(0, 64, image, np.random.default_rng(0))
+    steps = convert_tree(transitions(0, 64, image, np.random.default_rng(0)), buffer.backend)
     rows = [get_at(buffer._batched_space, steps, i) for i in range(64)]
     floor_rows = np.ones((capacity, row_bytes(image)), np.uint8)
     source = np.ones(row_bytes(image), np.uint8)
@@ -33,7 +34,7 @@ def run_append(buffer: ReplayBuffer, image: bool, storage: str, backend: str, ca
 
 def run_extend(buffer: ReplayBuffer, image: bool, storage: str, backend: str, calls: int) -> Result:
     capacity = buffer.capacity or CHUNK
-    chunk = transitions(0, CHUNK, image, np.random.default_rng(0))
+    chunk = convert_tree(transitions(0, CHUNK, image, np.random.default_rng(0)), buffer.backend)
     floor_rows = np.ones((capacity, row_bytes(image)), np.uint8)
     source = np.ones((CHUNK, row_bytes(image)), np.uint8)
     state = {"floor": 0}

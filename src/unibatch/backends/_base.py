@@ -171,6 +171,14 @@ class ComputeBackend(ABC, Generic[ArrayT, DeviceT, DTypeT, RNGT]):
     def to_numpy(self, x: ArrayT) -> np.ndarray:
         """A NumPy array with the values of ``x`` (a view where the backend allows)."""
 
+    def host_view(self, x: ArrayT) -> np.ndarray | None:
+        """A NumPy array sharing ``x``'s memory (writes show through both), or None when there is none.
+
+        Storages gather and scatter through it: NumPy's ``take`` has no thread pool to fight
+        over on a small machine and a lower per-call cost than most backends' indexing.
+        """
+        return None
+
     def from_other_backend(self, x: Array, device: DeviceT | None = None) -> ArrayT:
         """Convert an array of any backend to this one (DLPack, copy fallback)."""
         from unibatch.backends.transfer import convert

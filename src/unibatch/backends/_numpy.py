@@ -68,6 +68,9 @@ class NumpyBackend(ComputeBackend[np.ndarray, str, np.dtype, np.random.Generator
     def to_numpy(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x)
 
+    def host_view(self, x: np.ndarray) -> np.ndarray | None:
+        return x
+
     def _at_set(self, x: np.ndarray, index: Any, value: Any) -> np.ndarray:
         x[index] = value
         return x

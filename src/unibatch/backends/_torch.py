@@ -87,6 +87,11 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
             return x.view(torch.int16).numpy().view(self.numpy_dtype("bfloat16"))
         return x.numpy()
 
+    def host_view(self, x: torch.Tensor) -> np.ndarray | None:
+        if x.device.type != "cpu" or x.requires_grad or x.dtype == torch.bfloat16:
+            return None
+        return x.numpy()
+
     def _at_set(self, x: torch.Tensor, index: Any, value: Any) -> torch.Tensor:
         if not isinstance(value, torch.Tensor):
             value = self.asarray(value, dtype=x.dtype, device=x.device)

@@ -39,7 +39,8 @@ class MemoryStorage(SpaceStorage):
         super().__init__(single_instance_space)
         self._leaves = leaf_table(single_instance_space)
         self._arrays = arrays
-        self._numpy_gather = self.backend.array_type is np.ndarray  # object arrays of texts take alike
+        self._views: list[np.ndarray] | None = None
+        self._find_host_views()
         self.capacity = capacity
         self._length = length
 
@@ -98,28 +99,48 @@ class MemoryStorage(SpaceStorage):
     def __len__(self) -> int:
         return self._length
 
+    def _find_host_views(self) -> None:
+        """NumPy views of every leaf array when the backend has them (NumPy, PyTorch on the CPU), else None.
+
+        Reads and writes then go through ``np.take`` and NumPy assignment and hand results to the
+        backend without a copy: no per-op dispatch and no intra-op thread pool on the hot path.
+        """
+        views = [array if leaf.is_text else self.backend.host_view(array) for leaf, array in self._leaf_arrays()]
+        self._views = None if any(view is None for view in views) else views
+        self._wrap = None if self.backend.array_type is np.ndarray else self.backend.from_numpy
+        self._texts = [leaf.is_text for leaf in self._leaves]
+
+    def _leaf_arrays(self) -> list[tuple[Leaf, Any]]:
+        return list(zip(self._leaves, self._arrays, strict=True))
+
     def _resize(self, length: int) -> None:
         rows = self._arrays[0].shape[0] if self._arrays else 0
         if length > rows:
             grown = max(length, 2 * rows)
-            self._arrays = [
-                _grow(leaf, array, grown, self._length) for leaf, array in zip(self._leaves, self._arrays, strict=True)
-            ]
+            self._arrays = [_grow(leaf, array, grown, self._length) for leaf, array in self._leaf_arrays()]
+            self._find_host_views()
         self._length = length
 
     def get(self, index: StorageIndex) -> Any:
         return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
-        if self._numpy_gather and type(index) is np.ndarray:  # the sampler's path: one take per leaf
-            arrays = self._arrays
-            return [arrays[position].take(index, axis=0) for position in positions]
+        views = self._views
+        if views is not None:
+            on_host = host_index(index)
+            wrap, texts = self._wrap, self._texts
+            if type(on_host) is np.ndarray:  # the sampler's path: one take per leaf
+                taken = [(views[p].take(on_host, axis=0), texts[p]) for p in positions]
+            else:
+                taken = [(_copy_rows(views[p], on_host), texts[p]) for p in positions]
+            if wrap is None:
+                return [value for value, _ in taken]
+            return [value if is_text else wrap(value, device=self.device) for value, is_text in taken]
         values = []
         for position in positions:
             leaf, array = self._leaves[position], self._arrays[position]
             if leaf.is_text:
-                picked = array[host_index(index)]
-                values.append(picked if isinstance(picked, str) else np.array(picked, dtype=object))
+                values.append(_copy_rows(array, host_index(index)))
             elif isinstance(index, (int, slice)):
                 values.append(self.backend.xp.asarray(array[index], copy=True))
             else:
@@ -131,14 +152,19 @@ class MemoryStorage(SpaceStorage):
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
     def set_leaves(self, index: int, leaves: Sequence[Any]) -> None:
-        if not self.backend.arrays_are_mutable:
+        if self._views is None:
             super().set_leaves(index, leaves)
             return
         self._check_writable("set")
-        for array, value in zip(self._arrays, leaves, strict=True):
-            array[index] = value
+        self._set_leaves(range(len(self._leaves)), index, list(leaves))
 
     def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
+        views = self._views
+        if views is not None:
+            on_host, backend = host_index(index), self.backend
+            for position, value in zip(positions, values, strict=True):
+                views[position][on_host] = value if type(value) is not backend.array_type else backend.to_numpy(value)
+            return
         at = self.backend.at
         for position, leaf_value in zip(positions, values, strict=True):
             if self._leaves[position].is_text:
@@ -167,6 +193,12 @@ class MemoryStorage(SpaceStorage):
             target.set(slice(0, self._length), self.get(slice(0, self._length)))
         target.flush()
         target.close()
+
+
+def _copy_rows(array: np.ndarray, index: Any) -> Any:
+    """Rows of a host array at an int, slice or index array, as a fresh array (a ``str`` for one text)."""
+    picked = array[index]
+    return picked if isinstance(picked, str) else np.array(picked)
 
 
 def _allocate(leaf: Leaf, rows: int) -> Any:
