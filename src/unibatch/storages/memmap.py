@@ -57,7 +57,7 @@ class MemmapStorage(SpaceStorage):
         self._owner_pid = os.getpid() if owns_directory else None
         self._temporary_root: Path | None = None
         self._leaves = leaf_table(single_instance_space)
-        self._arrays: list[np.memmap] | None = None
+        self._arrays: list[np.ndarray] | None = None
         self._plain_numpy = self.backend.array_type is np.ndarray and not any(leaf.is_text for leaf in self._leaves)
         sidecar = _read_sidecar(self.cache_filename)
         _check_leaves(sidecar, self._leaves, self.cache_filename)
@@ -127,10 +127,11 @@ class MemmapStorage(SpaceStorage):
         return storage
 
     # ------------------------------------------------------------------ files
-    def _open(self) -> list[np.memmap]:
+    def _open(self) -> list[np.ndarray]:
+        """Plain ndarray views of the mapped files (the ``np.memmap`` subclass costs per index operation)."""
         if self._arrays is None:
             mode: Any = "r" if not self.is_mutable else "r+"
-            self._arrays = [
+            maps = [
                 np.memmap(
                     self.cache_filename / _file_name(i),
                     dtype=leaf.numpy_dtype,
@@ -139,6 +140,7 @@ class MemmapStorage(SpaceStorage):
                 )
                 for i, leaf in enumerate(self._leaves)
             ]
+            self._arrays = [mapped.view(np.ndarray) for mapped in maps]
         return self._arrays
 
     def _ensure_rows(self, needed: int) -> None:
@@ -228,7 +230,7 @@ class MemmapStorage(SpaceStorage):
         if not self.is_mutable:
             return
         for array in self._arrays or []:
-            array.flush()
+            array.base.flush()  # the np.memmap under the plain view
         if (self._rows, self._length) != self._recorded:
             _write_sidecar(self.cache_filename, self.capacity, self._rows, self._length, self._leaves)
             self._recorded = (self._rows, self._length)
