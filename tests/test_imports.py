@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("torch", "jax", "jaxlib", "h5py", "zarr", "pyarrow", "av", "gymnasium", "ray", "tqdm")
+HEAVY = ("torch", "jax", "jaxlib", "h5py", "zarr", "pyarrow", "av", "PIL", "fsspec", "gymnasium", "ray", "tqdm")
 
 
 def _loaded_after(statement: str) -> set[str]:
