@@ -56,7 +56,8 @@ def plan_write(count: int, offset: int, n: int, capacity: int | None) -> WritePl
     return WritePlan(tuple(segments), count - outflow, kept_offset, min(count + n, capacity), kept_offset)
 
 
-class AppendPlan(NamedTuple):
+@dataclass(slots=True)
+class AppendPlan:
     """:class:`WritePlan` of one row, without segments (the per-step path)."""
 
     slot: int

@@ -230,7 +230,8 @@ class MemmapStorage(SpaceStorage):
         if not self.is_mutable:
             return
         for array in self._arrays or []:
-            array.base.flush()  # the np.memmap under the plain view
+            mapped: np.memmap = array.base  # type: ignore[assignment]  # the np.memmap under the plain view
+            mapped.flush()
         if (self._rows, self._length) != self._recorded:
             _write_sidecar(self.cache_filename, self.capacity, self._rows, self._length, self._leaves)
             self._recorded = (self._rows, self._length)

@@ -106,7 +106,7 @@ class MemoryStorage(SpaceStorage):
         backend without a copy: no per-op dispatch and no intra-op thread pool on the hot path.
         """
         views = [array if leaf.is_text else self.backend.host_view(array) for leaf, array in self._leaf_arrays()]
-        self._views = None if any(view is None for view in views) else views
+        self._views = None if any(view is None for view in views) else [view for view in views if view is not None]
         self._wrap = None if self.backend.array_type is np.ndarray else self.backend.from_numpy
         self._texts = [leaf.is_text for leaf in self._leaves]
 

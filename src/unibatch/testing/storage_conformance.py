@@ -267,6 +267,7 @@ class StorageTests:
         loaded = TrajectoryReplayBuffer.load_from(path, backend=backend, read_only=True)
         data, metadata = loaded.get_at_with_metadata(slice(0, 9))
         assert_tree_equal(data["step_data"], stack_samples(samples))
+        assert metadata is not None
         assert np.asarray(metadata["episode_ids"]).tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2]
         loaded.close()
 
