@@ -34,9 +34,10 @@ from unibatch.errors import (
     UnsupportedOperationError,
     UnsupportedSpaceError,
 )
+from unibatch.integrations.foreign_files import open_hdf5_as_replay_buffer
 from unibatch.spaces import concatenate
 from unibatch.storages import HDF5Storage, storage_class
-from unibatch.storages.hdf5 import infer_hdf5_space, open_hdf5_as_replay_buffer
+from unibatch.storages.hdf5 import infer_hdf5_space
 from unibatch.testing.conformance import assert_tree_equal, stack_samples
 from unibatch.testing.storage_conformance import StorageTests, storage_space
 

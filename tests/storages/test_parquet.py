@@ -24,9 +24,10 @@ from unibatch.errors import (  # noqa: E402
     UnsupportedOperationError,
     UnsupportedSpaceError,
 )
+from unibatch.integrations.foreign_files import open_parquet_as_replay_buffer  # noqa: E402
 from unibatch.spaces import concatenate  # noqa: E402
 from unibatch.storages import ParquetStorage, storage_class  # noqa: E402
-from unibatch.storages.parquet import infer_parquet_space, open_parquet_as_replay_buffer  # noqa: E402
+from unibatch.storages.parquet import infer_parquet_space  # noqa: E402
 from unibatch.testing.conformance import assert_tree_equal, stack_samples  # noqa: E402
 from unibatch.testing.storage_conformance import StorageTests, storage_sample, storage_space  # noqa: E402
 

@@ -29,8 +29,8 @@ rewriting compressed rows (a ring, or flushes in the middle of a chunk) grows th
 grows by about its own size at every wrap. Uncompressed chunks are rewritten in place;
 compress data written once (``dumps`` writes a compact copy).
 
-:func:`open_hdf5_as_replay_buffer` reads any HDF5 file (a robomimic demo, say) as a read-only
-``ReplayBuffer`` with a space inferred from its datasets.
+:func:`open_hdf5_storage` reads any HDF5 file (a robomimic demo, say) as a read-only storage
+with a space inferred from its datasets.
 """
 
 from __future__ import annotations
@@ -81,7 +81,6 @@ from unibatch.storages._registry import register_storage
 
 if TYPE_CHECKING:
     from unibatch._typing import Device
-    from unibatch.buffers import ReplayBuffer
 
 FORMAT_VERSION = 1
 METADATA_ATTRIBUTE = "unibatch"
@@ -151,7 +150,7 @@ class HDF5Storage(SpaceStorage):
         self.is_mutable = not read_only
         self.is_multiprocessing_safe = read_only
         self.skipped_datasets: tuple[str, ...] = ()
-        """Datasets under ``group`` left out of the space (see :func:`open_hdf5_as_replay_buffer`)."""
+        """Datasets under ``group`` left out of the space (see :func:`open_hdf5_storage`)."""
         self._group = group
         self._leaves = leaf_table(single_instance_space)
         self._layouts = [_LeafLayout(_dataset_path(group, leaf), None, None, 0) for leaf in self._leaves]
@@ -510,7 +509,7 @@ def _parse_metadata(raw: Any, path: Path) -> dict[str, Any]:
     if raw is None:
         raise FormatVersionError(
             f"{path} is not an HDF5Storage file (no {METADATA_ATTRIBUTE!r} attribute on '/'); "
-            "read other HDF5 files with open_hdf5_as_replay_buffer or HDF5Storage(..., group=...)"
+            "read other HDF5 files with open_hdf5_storage, open_hdf5_as_replay_buffer or HDF5Storage(..., group=...)"
         )
     try:
         metadata = json.loads(raw)
@@ -656,14 +655,14 @@ def _nest(leaves: Mapping[str, Space]) -> dict[str, Any]:
     return nested
 
 
-def open_hdf5_as_replay_buffer(
+def open_hdf5_storage(
     path: PathLike, backend: ComputeBackend, *, group: str = "/", device: Device | None = None
-) -> ReplayBuffer:
-    """Any HDF5 file (a robomimic demo, ...) as a read-only ``ReplayBuffer`` over the datasets under ``group``.
+) -> HDF5Storage:
+    """Any HDF5 file (a robomimic demo, ...) as a read-only storage over the datasets under ``group``.
 
     The space is :func:`infer_hdf5_space`'s; the datasets it leaves out are listed in
-    ``buffer.storage.skipped_datasets`` (and its repr). ``buffer.dumps(directory)`` converts the rows to
-    a unibatch buffer.
+    ``storage.skipped_datasets`` (and its repr).
+    :func:`unibatch.integrations.foreign_files.open_hdf5_as_replay_buffer` wraps it in a buffer.
 
     Args:
         path: the HDF5 file.
@@ -678,15 +677,13 @@ def open_hdf5_as_replay_buffer(
     ...     file["data/demo_0/actions"] = np.zeros((4, 7))
     ...     file["data/demo_0/obs/eef_pos"] = np.ones((4, 3))
     ...     file["data/demo_0/states"] = np.ones((5, 2))
-    >>> buffer = open_hdf5_as_replay_buffer(path, np_backend, group="data/demo_0")
-    >>> batch = buffer.get_at(np.array([3, 1, 3]))
-    >>> batch["actions"].shape, batch["obs"]["eef_pos"].shape, buffer.storage.skipped_datasets
-    ((3, 7), (3, 3), ('states',))
-    >>> buffer.close()
+    >>> storage = open_hdf5_storage(path, np_backend, group="data/demo_0")
+    >>> batch = storage.get(np.array([3, 1, 3]))
+    >>> len(storage), batch["actions"].shape, batch["obs"]["eef_pos"].shape, storage.skipped_datasets
+    (4, (3, 7), (3, 3), ('states',))
+    >>> storage.close()
     """
-    from unibatch.buffers import ReplayBuffer
-
     space, skipped = infer_hdf5_space(path, backend, group=group, device=device)
     storage = HDF5Storage(space, path, group=group)
     storage.skipped_datasets = skipped
-    return ReplayBuffer(storage, "storage" + (HDF5Storage.single_file_ext or ""), count=len(storage), offset=0)
+    return storage

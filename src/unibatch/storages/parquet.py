@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 from typing_extensions import Self
@@ -67,9 +67,6 @@ from unibatch.storages._parquet_layout import (
 )
 from unibatch.storages._registry import register_storage
 
-if TYPE_CHECKING:
-    from unibatch.buffers import ReplayBuffer
-
 DEFAULT_COMPRESSION = "zstd"
 DEFAULT_CACHE_BYTES = 1 << 30
 """Decoded columns kept per process (least recently used files leave first)."""
@@ -89,7 +86,7 @@ class ParquetStorage(SpaceStorage):
     Rows written since the last :meth:`flush` live in memory only: ``close`` does not flush, and
     a writable storage cannot be shared with other processes (open read-only copies instead).
     Use :meth:`create` and :meth:`load_from`; the constructor opens an existing directory
-    (``sidecar`` describes files written by another tool, see :func:`open_parquet_as_replay_buffer`).
+    (``sidecar`` describes files written by another tool, see :func:`open_parquet_storage`).
     """
 
     supports_columns = True
@@ -570,24 +567,19 @@ def infer_parquet_space(
     return arrow.infer_space([root / f for f in files], backend, device, columns)
 
 
-def open_parquet_as_replay_buffer(
+def open_parquet_storage(
     path: PathLike, backend: ComputeBackend, *, device: Any = None, columns: Sequence[str] | None = None
-) -> ReplayBuffer:
-    """Open Parquet data written by another tool (LeRobot, Hugging Face datasets, pandas) as a read-only buffer.
+) -> ParquetStorage:
+    """Parquet data written by another tool (LeRobot, Hugging Face datasets, pandas) as a read-only storage.
 
     Files are read in sorted path order; each row is one sample whose keys are column names.
+    :func:`unibatch.integrations.foreign_files.open_parquet_as_replay_buffer` wraps it in a buffer.
 
     Args:
         path: a ``.parquet`` file, or a directory searched recursively.
         backend: backend of the values read.
         device: device of the values read.
         columns: the columns to include (default: all; see :func:`infer_parquet_space`).
-
-    Returns:
-        A read-only ``ReplayBuffer`` over every row.
     """
-    from unibatch.buffers import ReplayBuffer
-
     space = infer_parquet_space(path, backend, device=device, columns=columns)
-    storage = _open_files(path, space)
-    return ReplayBuffer(storage, "storage", count=len(storage), offset=0)
+    return _open_files(path, space)
