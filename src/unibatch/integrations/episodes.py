@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from unibatch.batches import BatchBase, SubIndexedBatch
+from unibatch.batches import BatchBase, CombinedBatch, SubIndexedBatch
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
 from unibatch.errors import IndexOutOfRangeError, SpaceMismatchError
@@ -60,7 +60,9 @@ class EpisodeDataset(BatchBase):
         if lengths.size and lengths.min() < 0:
             raise SpaceMismatchError(f"episode lengths must not be negative, got {lengths.tolist()}")
         if int(lengths.sum()) != len(rows):
-            raise SpaceMismatchError(f"episode lengths add up to {int(lengths.sum())} rows, but the rows hold {len(rows)}")
+            raise SpaceMismatchError(
+                f"episode lengths add up to {int(lengths.sum())} rows, but the rows hold {len(rows)}"
+            )
         ids = np.arange(lengths.size, dtype=np.int64) if episode_ids is None else np.asarray(episode_ids, np.int64)
         if ids.shape != lengths.shape:
             raise SpaceMismatchError(f"{ids.size} episode ids for {lengths.size} episodes")
@@ -77,6 +79,31 @@ class EpisodeDataset(BatchBase):
         self.episode_info = list(episode_info) if episode_info is not None else [{} for _ in range(lengths.size)]
         self.fps = fps
         self._row_episode_ids = np.repeat(ids, lengths)  # one int64 per row: 8 MB for a million rows
+        self._owned: list[BatchBase] = [rows]
+
+    @classmethod
+    def from_episodes(
+        cls,
+        episodes: Sequence[BatchBase],
+        *,
+        episode_ids: Sequence[int] | None = None,
+        episode_info: Sequence[Mapping[str, Any]] | None = None,
+        fps: float | None = None,
+    ) -> EpisodeDataset:
+        """One batch per episode, seen one after another (a ``CombinedBatch``); the dataset owns them.
+
+        Closing the dataset closes every episode (a ``CombinedBatch`` alone never closes its children).
+        """
+        episodes = list(episodes)
+        dataset = cls(
+            CombinedBatch(episodes),
+            [len(episode) for episode in episodes],
+            episode_ids=episode_ids,
+            episode_info=episode_info,
+            fps=fps,
+        )
+        dataset._owned.extend(episodes)
+        return dataset
 
     is_mutable = False
 
@@ -110,12 +137,12 @@ class EpisodeDataset(BatchBase):
         if is_single(index):
             return backend.asarray(self._row_episode_ids[int(index)], dtype=backend.default_integer_dtype)
         host = index if isinstance(index, slice) else np.asarray(backend.to_numpy(index))
-        return backend.asarray(
-            self._row_episode_ids[host], dtype=backend.default_integer_dtype, device=self.device
-        )
+        return backend.asarray(self._row_episode_ids[host], dtype=backend.default_integer_dtype, device=self.device)
 
     def close(self) -> None:
-        self.rows.close()
+        """Close the rows (and the episodes of :meth:`from_episodes`): the dataset owns what it reads."""
+        for batch in self._owned:
+            batch.close()
 
     def __repr__(self) -> str:
         return f"EpisodeDataset({self.num_episodes} episodes, {len(self)} rows, space={self.single_space!r})"
