@@ -77,10 +77,13 @@ class CombinedBatch(BatchBase):
             child = bisect.bisect_right(starts, index) - 1
             return [(child, None, index - starts[child])]
         host = backend.to_numpy(index)
+        if host.size == 0:
+            return []
         children = np.searchsorted(np.asarray(starts[1:-1]), host, side="right")
+        order = np.argsort(children, kind="stable")  # group the request by child in one sort
+        touched, first = np.unique(children[order], return_index=True)
         routes = []
-        for child in np.unique(children).tolist():
-            positions = np.nonzero(children == child)[0]
+        for child, positions in zip(touched.tolist(), np.split(order, first[1:]), strict=True):
             local = backend.asarray(
                 host[positions] - starts[child], dtype=backend.default_index_dtype, device=self.batches[child].device
             )
