@@ -16,6 +16,7 @@ from unibatch.spaces import Space
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value
+from unibatch.storages._packed import PackedRows
 from unibatch.storages._registry import register_storage
 from unibatch.storages.memmap import MemmapStorage
 
@@ -35,10 +36,19 @@ class MemoryStorage(SpaceStorage):
 
     supports_columns = True
 
-    def __init__(self, single_instance_space: Space, arrays: list[Any], capacity: int | None, length: int) -> None:
+    def __init__(
+        self,
+        single_instance_space: Space,
+        arrays: list[Any],
+        capacity: int | None,
+        length: int,
+        packed: np.ndarray | None = None,
+    ) -> None:
         super().__init__(single_instance_space)
         self._leaves = leaf_table(single_instance_space)
         self._arrays = arrays
+        self._packed = packed  # the packed rows that some of ``arrays`` are views of (see _packed.py)
+        self._packing = PackedRows.of(self._leaves) if packed is not None else None
         self._views: list[np.ndarray] | None = None
         self._find_host_views()
         self.capacity = capacity
@@ -69,9 +79,8 @@ class MemoryStorage(SpaceStorage):
             shared._owner_pid, shared._temporary_root = os.getpid(), directory.parent
             return shared
         rows = capacity if capacity is not None else max(int(initial_rows), 1)
-        leaves = leaf_table(single_instance_space)
-        arrays = [_allocate(leaf, rows) for leaf in leaves]
-        return cls(single_instance_space, arrays, capacity, 0 if capacity is None else capacity)
+        arrays, packed = _allocate_leaves(leaf_table(single_instance_space), rows)
+        return cls(single_instance_space, arrays, capacity, 0 if capacity is None else capacity, packed)
 
     @classmethod
     def load_from(
@@ -117,7 +126,15 @@ class MemoryStorage(SpaceStorage):
         rows = self._arrays[0].shape[0] if self._arrays else 0
         if length > rows:
             grown = max(length, 2 * rows)
-            self._arrays = [_grow(leaf, array, grown, self._length) for leaf, array in self._leaf_arrays()]
+            packing, packed = self._packing, self._packed
+            arrays, self._packed = _allocate_leaves(self._leaves, grown, packing)
+            keep = self._length
+            if packing is not None and packed is not None and self._packed is not None:
+                self._packed[:keep] = packed[:keep]
+            self._arrays = [
+                array if packing is not None and position in packing.positions else _grow(leaf, old, array, keep)
+                for position, (leaf, old, array) in enumerate(zip(self._leaves, self._arrays, arrays, strict=True))
+            ]
             self._find_host_views()
         self._length = length
 
@@ -129,8 +146,11 @@ class MemoryStorage(SpaceStorage):
         if views is not None:
             on_host = host_index(index)
             wrap, texts = self._wrap, self._texts
-            if type(on_host) is np.ndarray:  # the sampler's path: one take per leaf
-                taken = [(views[p].take(on_host, axis=0), texts[p]) for p in positions]
+            if type(on_host) is np.ndarray:  # the sampler's path: one gather of packed rows, one take per other leaf
+                gathered = self._gather_packed(positions, on_host)
+                taken = [
+                    (gathered.get(p) if p in gathered else views[p].take(on_host, axis=0), texts[p]) for p in positions
+                ]
             else:
                 taken = [(_copy_rows(views[p], on_host), texts[p]) for p in positions]
             if wrap is None:
@@ -146,6 +166,16 @@ class MemoryStorage(SpaceStorage):
             else:
                 values.append(self.backend.xp.take(array, index, axis=0))
         return values
+
+    def _gather_packed(self, positions: Sequence[int], index: np.ndarray) -> dict[int, np.ndarray]:
+        """The packed leaves among ``positions`` at ``index``, read as whole rows (empty when it would not pay)."""
+        packing, packed = self._packing, self._packed
+        if packing is None or packed is None:
+            return {}
+        wanted = [p for p in positions if p in packing.positions]
+        if len(wanted) < 2:
+            return {}
+        return dict(zip(wanted, packing.gather(packed, index, wanted), strict=True))
 
     def set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
@@ -201,6 +231,31 @@ def _copy_rows(array: np.ndarray, index: Any) -> Any:
     return picked if isinstance(picked, str) else np.array(picked)
 
 
+def _allocate_leaves(
+    leaves: list[Leaf], rows: int, packing: PackedRows | None = None
+) -> tuple[list[Any], np.ndarray | None]:
+    """Zero-filled arrays for every leaf; the small ones as views of packed rows when the backend shares host memory.
+
+    Returns the arrays and the packed rows (None when nothing is packed).
+    """
+    packing = packing or PackedRows.of(leaves)
+    if packing is not None:
+        packed = packing.allocate(rows)
+        shared = {position: _share(leaves[position], packing.field(packed, position)) for position in packing.positions}
+        if all(array is not None for array in shared.values()):
+            arrays = [shared[i] if i in shared else _allocate(leaf, rows) for i, leaf in enumerate(leaves)]
+            return arrays, packed
+    return [_allocate(leaf, rows) for leaf in leaves], None
+
+
+def _share(leaf: Leaf, view: np.ndarray) -> Any:
+    """``view`` as an array of the leaf's backend sharing its memory, or None (a device, or JAX, would copy)."""
+    backend = leaf.space.backend
+    wrapped = backend.from_numpy(view, device=leaf.space.device)
+    host = backend.host_view(wrapped)
+    return wrapped if host is not None and np.shares_memory(host, view) else None
+
+
 def _allocate(leaf: Leaf, rows: int) -> Any:
     if leaf.is_text:
         return np.full((rows, *leaf.shape), "", dtype=object)
@@ -208,8 +263,8 @@ def _allocate(leaf: Leaf, rows: int) -> Any:
     return space.backend.xp.zeros((rows, *leaf.shape), dtype=space.dtype, device=space.device)
 
 
-def _grow(leaf: Leaf, array: Any, rows: int, keep: int) -> Any:
-    grown = _allocate(leaf, rows)
+def _grow(leaf: Leaf, array: Any, grown: Any, keep: int) -> Any:
+    """``grown`` (a fresh allocation) with the first ``keep`` rows of ``array``."""
     if keep:
         if leaf.is_text:
             grown[:keep] = array[:keep]
