@@ -149,7 +149,7 @@ class MemoryStorage(SpaceStorage):
             if type(on_host) is np.ndarray:  # the sampler's path: one gather of packed rows, one take per other leaf
                 gathered = self._gather_packed(positions, on_host)
                 taken = [
-                    (gathered.get(p) if p in gathered else views[p].take(on_host, axis=0), texts[p]) for p in positions
+                    (gathered[p] if p in gathered else views[p].take(on_host, axis=0), texts[p]) for p in positions
                 ]
             else:
                 taken = [(_copy_rows(views[p], on_host), texts[p]) for p in positions]
