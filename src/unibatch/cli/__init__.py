@@ -1,22 +1,43 @@
-"""The ``unibatch`` command line (argparse); sub-commands live in their own modules."""
+"""The ``unibatch`` command line (argparse); sub-commands live in their own modules.
+
+Exit codes: 0 success, 1 ``verify`` found an inconsistency, 2 a usage error or a PATH that cannot
+be read (the message on stderr says why). Output goes to stdout, errors and progress to stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+
+from unibatch.errors import MissingDependencyError
+
+USAGE_ERROR = 2
+DESCRIPTION = "Inspect, check, convert and look at unibatch buffers and robot-learning datasets."
+EPILOG = "Exit codes: 0 success, 1 verify found a problem, 2 usage error or unreadable PATH."
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
-    from unibatch.cli import demo
+    from unibatch.cli import convert, demo, info, show, verify
 
-    parser = argparse.ArgumentParser(prog="unibatch", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo.register(commands)
+    parser = argparse.ArgumentParser(prog="unibatch", description=DESCRIPTION, epilog=EPILOG)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (info, verify, convert, show, demo):
+        module.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command given by ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
-    arguments = build_parser().parse_args(argv)
-    return int(arguments.run(arguments) or 0)
+    from unibatch.cli._open import PathNotRecognizedError, SourceOpenError, UsageError
+
+    try:
+        arguments = build_parser().parse_args(argv)
+    except SystemExit as exit_request:  # --help, or argparse's own usage errors (code 2)
+        return exit_request.code if isinstance(exit_request.code, int) else USAGE_ERROR
+    try:
+        return int(arguments.run(arguments) or 0)
+    except (PathNotRecognizedError, SourceOpenError, UsageError, MissingDependencyError) as error:
+        print(f"unibatch {arguments.command}: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
