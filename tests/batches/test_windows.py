@@ -194,3 +194,14 @@ def test_column_first_plan_equals_the_row_path(backend, ends, stack_metadata):
     assert plain._plan_filled_frames(plain.expand_index(index)) is None
     assert_tree_equal(planned.get_at_with_metadata(index), plain.get_at_with_metadata(index))
     assert_tree_equal(planned.get_flattened_at(index), plain.get_flattened_at(index))
+
+
+def test_expensive_source_with_metadata_keeps_the_metadata_space(backend):
+    """Regression: distinct-row reads re-expanded the metadata with the data's space (KeyError)."""
+    from unibatch.integrations.episodes import EpisodeDataset
+
+    source = episode_source(backend)
+    counting = CountingBatch(EpisodeDataset(source, [len(source)]), expensive=True)
+    stacked = FrameStackedBatch(counting, prefetch_horizon=2, stack_metadata=True)
+    _, metadata = stacked.get_at_with_metadata([4, 5])
+    assert tuple(metadata["episode_ids"].shape) == (2, 3)

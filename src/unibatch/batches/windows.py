@@ -144,7 +144,7 @@ class SliceStackedBatch(BatchBase):
             data, metadata = self.batch._get(unique, with_metadata)
             data = get_at(self._frame_space, data, inverse)
             if metadata is not None:
-                metadata = get_at(self._frame_space, metadata, inverse)
+                metadata = get_at(batch_space(self.batch.single_metadata_space, 1), metadata, inverse)  # type: ignore[arg-type]
         else:
             data, metadata = self.batch._get(flat, with_metadata)
         data = _reshape_leading(self._frame_space, data, rows, size)

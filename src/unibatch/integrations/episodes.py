@@ -108,6 +108,11 @@ class EpisodeDataset(BatchBase):
     is_mutable = False
 
     @property
+    def has_expensive_reads(self) -> bool:  # type: ignore[override]
+        """As the rows' (decoded video: window views then read each distinct row once)."""
+        return self.rows.has_expensive_reads
+
+    @property
     def num_episodes(self) -> int:
         return int(self.episode_lengths.size)
 
