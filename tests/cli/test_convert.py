@@ -15,7 +15,7 @@ import pytest
 
 from unibatch import BoxSpace, DictSpace, NumpyComputeBackend, ReplayBuffer, TrajectoryReplayBuffer
 from unibatch.cli import main
-from unibatch.cli.demo import SimulatedArm, robot_step_space
+from unibatch.cli.demo import record_robot
 from unibatch.integrations.episodes import EpisodeDataset
 from unibatch.storages import DictStorage
 
@@ -24,24 +24,7 @@ NP = NumpyComputeBackend
 
 def record(path: Path, backend=NP, episodes: int = 3, steps: int = 4, image: int = 8, capacity: int | None = None):
     """The demo's robot with a goal per episode; with a small ``capacity`` the ring drops the first steps."""
-    goal_space = DictSpace(backend, {"goal": BoxSpace(backend, -1, 1, "float32", shape=(7,))})
-    buffer = TrajectoryReplayBuffer.create(
-        robot_step_space(backend, image),
-        None,
-        step_data_capacity=capacity or episodes * steps,
-        episode_data_instance_space=goal_space,
-        episode_data_capacity=episodes,
-        cache_path=path,
-    )
-    arm = SimulatedArm(image, seed=0)
-    for _ in range(episodes):
-        arm.reset()
-        buffer.set_current_episode_data({"goal": backend.from_numpy(arm.goal)})
-        for t in range(steps):
-            step = arm.step(last=t == steps - 1)
-            buffer.append(optree.tree_map(lambda x: backend.from_numpy(np.asarray(x)), step))
-        buffer.mark_episode_end()
-    buffer.close()
+    record_robot(path, episodes=episodes, steps=steps, image_size=image, backend=backend, capacity=capacity)
     return path
 
 

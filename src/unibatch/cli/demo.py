@@ -19,6 +19,7 @@ import numpy as np
 
 from unibatch import BinarySpace, BoxSpace, ComputeBackend, DictSpace, FrameStackedBatch, ToBackendOrDeviceBatch
 from unibatch.backends import backend_from_name
+from unibatch.backends.transfer import convert_tree
 from unibatch.buffers import TrajectoryReplayBuffer
 from unibatch.samplers import StepSampler
 
@@ -93,34 +94,52 @@ def run(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def record(path: Path, arguments: argparse.Namespace) -> None:
-    numpy_backend = backend_from_name("numpy")
-    space = robot_step_space(numpy_backend, arguments.image_size)
-    total = arguments.episodes * arguments.steps
+def record_robot(
+    path: Path,
+    *,
+    episodes: int,
+    steps: int,
+    image_size: int,
+    seed: int = 0,
+    backend: ComputeBackend | None = None,
+    capacity: int | None = None,
+) -> float:
+    """Record ``episodes`` x ``steps`` of the simulated arm into a memmap ``TrajectoryReplayBuffer`` at ``path``.
+
+    Each episode has a goal as episode data; ``capacity`` (default: every step) smaller than the
+    total makes the ring drop the oldest steps. Returns the seconds spent appending.
+    """
+    backend = backend or backend_from_name("numpy")
     buffer = TrajectoryReplayBuffer.create(
-        space,
+        robot_step_space(backend, image_size),
         None,  # the embedded default for persistence: memmap
-        step_data_capacity=total,
-        episode_data_instance_space=DictSpace(
-            numpy_backend, {"goal": BoxSpace(numpy_backend, -1, 1, "float32", shape=(JOINTS,))}
-        ),
-        episode_data_capacity=arguments.episodes,
+        step_data_capacity=capacity or episodes * steps,
+        episode_data_instance_space=DictSpace(backend, {"goal": BoxSpace(backend, -1, 1, "float32", shape=(JOINTS,))}),
+        episode_data_capacity=episodes,
         cache_path=path,
     )
-    arm = SimulatedArm(arguments.image_size, arguments.seed)
+    arm = SimulatedArm(image_size, seed)
     start = time.perf_counter()
-    for _ in range(arguments.episodes):
+    for _ in range(episodes):
         arm.reset()
-        buffer.set_current_episode_data({"goal": arm.goal})
-        for t in range(arguments.steps):
-            buffer.append(arm.step(last=t == arguments.steps - 1))
+        buffer.set_current_episode_data(convert_tree({"goal": arm.goal}, backend))
+        for t in range(steps):
+            buffer.append(convert_tree(arm.step(last=t == steps - 1), backend))
         buffer.mark_episode_end()  # commits the episode to disk
     elapsed = time.perf_counter() - start
+    buffer.close()
+    return elapsed
+
+
+def record(path: Path, arguments: argparse.Namespace) -> None:
+    total = arguments.episodes * arguments.steps
+    elapsed = record_robot(
+        path, episodes=arguments.episodes, steps=arguments.steps, image_size=arguments.image_size, seed=arguments.seed
+    )
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     print(f"recorded {arguments.episodes} episodes x {arguments.steps} steps = {total} steps into {path}")
     print(f"  storage: memmap (one raw file per leaf), {size / 2**20:.1f} MiB on disk")
     print(f"  append: {total / elapsed:,.0f} steps/s ({elapsed / total * 1e6:.1f} us per step incl. simulation)")
-    buffer.close()
 
 
 def sample(path: Path, backend: ComputeBackend, arguments: argparse.Namespace) -> None:
