@@ -82,7 +82,8 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
         return self.to_device(tensor, device)
 
     def to_numpy(self, x: torch.Tensor) -> np.ndarray:
-        x = x.detach().cpu()
+        if x.requires_grad or x.device.type != "cpu":  # detach/cpu cost a new tensor object each: only when needed
+            x = x.detach().cpu()
         if x.dtype == torch.bfloat16:
             return x.view(torch.int16).numpy().view(self.numpy_dtype("bfloat16"))
         return x.numpy()

@@ -148,9 +148,7 @@ class MemoryStorage(SpaceStorage):
             wrap, texts = self._wrap, self._texts
             if type(on_host) is np.ndarray:  # the sampler's path: one gather of packed rows, one take per other leaf
                 gathered = self._gather_packed(positions, on_host)
-                taken = [
-                    (gathered[p] if p in gathered else views[p].take(on_host, axis=0), texts[p]) for p in positions
-                ]
+                taken = [(gathered[p] if p in gathered else _take(views[p], on_host), texts[p]) for p in positions]
             else:
                 taken = [(_copy_rows(views[p], on_host), texts[p]) for p in positions]
             if wrap is None:
@@ -186,7 +184,9 @@ class MemoryStorage(SpaceStorage):
             super().set_leaves(index, leaves)
             return
         self._check_writable("set")
-        self._set_leaves(range(len(self._leaves)), index, list(leaves))
+        backend = self.backend
+        for view, value in zip(self._views, leaves, strict=True):
+            view[index] = value if type(value) is not backend.array_type else backend.to_numpy(value)
 
     def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
         views = self._views
@@ -223,6 +223,11 @@ class MemoryStorage(SpaceStorage):
             target.set(slice(0, self._length), self.get(slice(0, self._length)))
         target.flush()
         target.close()
+
+
+def _take(view: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Rows of a host view at an index array (``take`` would first copy a strided view whole)."""
+    return view.take(index, axis=0) if view.flags.c_contiguous else view[index]
 
 
 def _copy_rows(array: np.ndarray, index: Any) -> Any:
