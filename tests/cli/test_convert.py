@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -279,3 +280,24 @@ def test_console_script(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert "converted 6 rows in 2 episodes" in result.stdout and "rows/s" in result.stderr
     assert_same(source, tmp_path / "copy")
+
+
+def test_overwrite_keeps_the_old_target_until_the_new_one_is_in_place(tmp_path, monkeypatch) -> None:
+    """Regression (review): --overwrite deleted DST before the staged result was renamed into place."""
+    import unibatch.cli.convert as convert_module
+
+    target = tmp_path / "dst"
+    target.mkdir()
+    (target / "old").write_text("previous conversion")
+    real_replace = os.replace
+
+    def fail_on_staging(source, destination):
+        if ".converting-" in str(source):
+            raise SystemExit("killed before the staged result was renamed")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(convert_module.os, "replace", fail_on_staging)
+    with pytest.raises(SystemExit), convert_module._staging(target, overwrite=True) as staging:
+        staging.mkdir()
+    kept = [path for path in tmp_path.iterdir() if (path / "old").exists()]
+    assert kept, "the previous DST must survive, possibly renamed aside"

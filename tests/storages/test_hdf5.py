@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import pytest
 
-from unibatch import BinarySpace, BoxSpace, DictSpace, TextSpace
+from unibatch import BinarySpace, BoxSpace, DictSpace, NumpyComputeBackend, TextSpace
 from unibatch.backends import backend_from_name
 from unibatch.buffers import ReplayBuffer
 from unibatch.errors import (
@@ -565,3 +565,21 @@ def test_inference_errors_and_single_datasets(tmp_path):
     buffer = open_hdf5_as_replay_buffer(tmp_path / "text.hdf5", NP, group="words")
     assert buffer.single_space.max_length == 7 and list(buffer.get_at(np.array([1, 2, 0]))) == ["ünïcode", "", "a"]
     buffer.close()
+
+
+def test_a_reader_slice_past_its_length_refreshes(tmp_path):
+    """Regression (review): a slice beyond a reader's known length was clipped instead of refreshed."""
+    space = BoxSpace(NumpyComputeBackend, 0, 100, "int64", shape=())
+    writer = HDF5Storage.create(space, capacity=None, cache_path=tmp_path / "x.hdf5")
+    writer.extend_length(5)
+    writer.set(slice(0, 5), np.arange(5))
+    writer.flush()
+    reader = HDF5Storage.load_from(tmp_path / "x.hdf5", space, read_only=True)
+    writer.extend_length(5)
+    writer.set(slice(5, 10), np.arange(5, 10))
+    writer.flush()
+    assert reader.get(slice(3, 10)).tolist() == [3, 4, 5, 6, 7, 8, 9]
+    with pytest.raises(IndexError, match="out of range for length 10"):
+        reader.get(slice(8, 12))
+    reader.close()
+    writer.close()

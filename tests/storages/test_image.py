@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from unibatch import BoxSpace, DictSpace
+from unibatch import BoxSpace, DictSpace, NumpyComputeBackend
 from unibatch.backends import backend_from_name
 from unibatch.errors import (
     FormatVersionError,
@@ -581,3 +581,23 @@ def test_image_leaf_of_a_transition_under_a_dict_storage(tmp_path):
         np.testing.assert_array_equal(batch["obs"]["image"], images[[11, 0, 11]])
         np.testing.assert_array_equal(batch["obs"]["state"], states[[11, 0, 11]])
     assert len(os.listdir(path / "storage" / "obs.image" / "00000")) == 12
+
+
+def test_a_shrink_commits_its_length_before_deleting_files(tmp_path, monkeypatch):
+    """Regression (review): files past a shrunk length were deleted before image.json recorded it."""
+    space = BoxSpace(NumpyComputeBackend, 0, 255, "uint8", shape=(8, 8, 3))
+    storage = ImageStorage.create(space, capacity=None, cache_path=tmp_path / "i")
+    storage.extend_length(10)
+    storage.set(slice(0, 10), np.arange(1, 11, dtype=np.uint8)[:, None, None, None] * np.ones((1, 8, 8, 3), np.uint8))
+    storage.flush()
+    storage.shrink_length(5)
+
+    def killed(*args, **kwargs):
+        raise SystemExit("killed before image.json was replaced")
+
+    monkeypatch.setattr(storage, "_write_own_sidecar", killed)
+    with pytest.raises(SystemExit):
+        storage.flush()
+    reopened = ImageStorage.load_from(tmp_path / "i", space)
+    assert reopened.get(np.arange(len(reopened)))[:, 0, 0, 0].tolist() == list(range(1, 11))  # no silent zeros
+    reopened.close()

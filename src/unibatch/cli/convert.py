@@ -186,12 +186,15 @@ def _staging(target: Path, overwrite: bool) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if target.is_dir():
-        if overwrite or not any(target.iterdir()):
-            shutil.rmtree(target)
-    elif target.exists():
+    replaced = None
+    if target.is_dir() and (overwrite or not any(target.iterdir())):
+        replaced = target.parent / f".{target.name}.replaced-{os.getpid()}"
+        os.replace(target, replaced)  # set the old DST aside: a crash now leaves it, renamed, not lost
+    elif target.exists() and not target.is_dir():
         target.unlink()
     os.replace(staging, target)
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- plan

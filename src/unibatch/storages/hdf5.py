@@ -344,6 +344,10 @@ class HDF5Storage(SpaceStorage):
     def _host_index(self, index: StorageIndex) -> int | slice | np.ndarray:
         on_host = host_index(index)
         if isinstance(on_host, slice):
+            if on_host.stop is not None and on_host.stop > len(self):
+                self.refresh()  # a reader of a growable file: the writer may have added rows since
+                if on_host.stop > len(self):
+                    raise IndexOutOfRangeError(f"rows up to {on_host.stop - 1} are out of range for length {len(self)}")
             start, stop, _ = on_host.indices(len(self))
             return slice(start, max(start, stop))
         return on_host if isinstance(on_host, np.ndarray) else int(on_host)

@@ -352,17 +352,13 @@ class ImageStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ persistence
     def flush(self) -> None:
-        """Delete files past a shrunk length, fsync the files written since the last flush, record the length.
+        """Fsync the files written since the last flush, record the length, then delete files past a shrunk length.
 
         The fsyncs (one per new file, spread over the thread pool, about 0.1-0.2 ms each here)
         make the rows survive a power loss; a killed process alone loses nothing already renamed.
         """
         if not self.is_mutable:
             return
-        if self._stale_stop > self._length:
-            self._unlink(range(self._length, self._stale_stop))
-            self._remove_empty_shards(self._length, self._stale_stop)
-            self._stale_stop = self._length
         pending = sorted(slot for slot in self._pending if slot < self._length)
         self._pending = set()
         if pending:
@@ -373,6 +369,10 @@ class ImageStorage(SpaceStorage):
             fsync_directory(self.cache_filename)
         if self._length != self._recorded_length:
             self._write_own_sidecar(self.cache_filename, self._length)
+        if self._stale_stop > self._length:  # only once the shorter length is committed (a reopen cleans up)
+            self._unlink(range(self._length, self._stale_stop))
+            self._remove_empty_shards(self._length, self._stale_stop)
+            self._stale_stop = self._length
 
     def _remove_empty_shards(self, length: int, stop: int) -> None:
         first = -(-length // self._shard_size)
