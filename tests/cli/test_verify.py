@@ -16,6 +16,8 @@ from unibatch import BinarySpace, BoxSpace, DictSpace, NumpyComputeBackend, Repl
 from unibatch.cli import main
 from unibatch.cli.demo import SimulatedArm, robot_step_space
 from unibatch.cli.verify import outside_rows
+from unibatch.spaces import json_to_space
+from unibatch.storages import MemmapStorage
 
 NP = NumpyComputeBackend
 EPISODES, STEPS = 3, 4
@@ -50,22 +52,21 @@ def verify(capsys, path: Path, *extra: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def leaf_file(storage: Path, name: str) -> tuple[Path, np.dtype, tuple[int, ...]]:
-    """The raw file of the memmap leaf ``name``, its dtype and its row shape (from ``memmap.json``)."""
-    leaves = json.loads((storage / "memmap.json").read_text())["leaves"]
-    position = next(i for i, leaf in enumerate(leaves) if leaf["name"] == name)
-    leaf = leaves[position]
-    return storage / f"leaf_{position:03d}.bin", np.dtype(leaf["dtype"]), tuple(leaf["shape"])
+def leaf_file(storage: Path, name: str) -> Path:
+    """The raw file holding the memmap leaf ``name``: its own ``leaf_NNN.bin`` or the shared ``packed.bin``."""
+    sidecar = json.loads((storage / "memmap.json").read_text())
+    position = next(i for i, leaf in enumerate(sidecar["leaves"]) if leaf["name"] == name)
+    packed = sidecar.get("packed") or {"leaves": []}
+    return storage / ("packed.bin" if position in packed["leaves"] else f"leaf_{position:03d}.bin")
 
 
 def poke(storage: Path, name: str, row: int, element: tuple[int, ...], value) -> None:
-    """Write ``value`` straight into the memmap leaf file, bypassing every check."""
-    file, dtype, shape = leaf_file(storage, name)
-    rows = file.stat().st_size // (dtype.itemsize * int(np.prod(shape, dtype=np.int64)))
-    array = np.memmap(file, dtype=dtype, mode="r+", shape=(rows, *shape))
-    array[(row, *element)] = value
-    array.flush()
-    del array
+    """Write ``value`` straight into the memmap files of leaf ``name``, bypassing every check."""
+    space = json_to_space(json.loads((storage.parent / "metadata.json").read_text())["single_instance_space"], NP)
+    with MemmapStorage(space, storage, read_only=False) as raw:
+        position = [leaf.name for leaf in raw._leaves].index(name)
+        raw._open()[position][(row, *element)] = value
+        raw.flush()
 
 
 def edit_metadata(path: Path, change) -> None:
@@ -140,7 +141,7 @@ def test_newer_format_version_and_unknown_storage(tmp_path, capsys) -> None:
 
 def test_deleted_leaf_file(tmp_path, capsys) -> None:
     path = record(tmp_path / "robot")
-    file, _, _ = leaf_file(path / "step_data" / "storage", "obs/image")
+    file = leaf_file(path / "step_data" / "storage", "obs/image")
     file.unlink()
     code, out, _ = verify(capsys, path)
     assert code == 1

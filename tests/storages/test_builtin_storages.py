@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from unibatch.errors import FormatVersionError, SpaceMismatchError, UnknownNameError, UnsupportedOperationError
+from unibatch.spaces import concatenate
 from unibatch.storages import MemmapStorage, MemoryStorage, storage_class
 from unibatch.testing.conformance import assert_tree_equal
 from unibatch.testing.storage_conformance import StorageTests, storage_sample, storage_space
@@ -49,9 +50,13 @@ def test_memmap_layout_and_errors(backend, tmp_path):
     space = storage_space(backend)
     storage = MemmapStorage.create(space, capacity=3, cache_path=tmp_path / "s")
     sidecar = json.loads((tmp_path / "s" / "memmap.json").read_text())
-    assert sidecar["format_version"] == 1 and sidecar["capacity"] == 3
+    assert sidecar["format_version"] == 2 and sidecar["capacity"] == 3
     assert [leaf["name"] for leaf in sidecar["leaves"]] == ["action", "done", "note", "obs/image", "obs/state"]
-    assert (tmp_path / "s" / "leaf_003.bin").stat().st_size == 3 * 48
+    # Small leaves share packed rows (int32[2] at 0, float32[5] at 8, bool at 28, uint8[3,4,4] at 29; 80 bytes);
+    # the text leaf keeps its own file.
+    assert sidecar["packed"] == {"leaves": [0, 1, 3, 4], "offsets": [0, 28, 29, 8], "itemsize": 80}
+    assert (tmp_path / "s" / "packed.bin").stat().st_size == 3 * 80
+    assert sorted(p.name for p in (tmp_path / "s").glob("*.bin")) == ["leaf_002.bin", "packed.bin"]
     storage.close()
     with pytest.raises(FileExistsError, match="not empty"):
         MemmapStorage.create(space, capacity=3, cache_path=tmp_path / "s")
@@ -65,6 +70,25 @@ def test_memmap_layout_and_errors(backend, tmp_path):
     (tmp_path / "s" / "memmap.json").write_text(json.dumps(sidecar))
     with pytest.raises(FormatVersionError, match="format_version 99"):
         MemmapStorage.load_from(tmp_path / "s", space)
+
+
+def test_memmap_reads_format_version_1_directories(backend, tmp_path):
+    """Version 1 wrote one raw file per leaf and no packed rows; such directories still open."""
+    space = storage_space(backend)
+    samples = [storage_sample(backend, i) for i in range(3)]
+    with MemmapStorage.create(space, capacity=3, cache_path=tmp_path / "v2") as current:
+        current.set(slice(0, 3), concatenate(space, samples))
+        values = [np.asarray(v) for v in current._get_leaves(range(5), np.arange(3))]
+    sidecar = json.loads((tmp_path / "v2" / "memmap.json").read_text())
+    old = tmp_path / "v1"
+    old.mkdir()
+    for position, (leaf, value) in enumerate(zip(sidecar["leaves"], values, strict=True)):
+        np.asarray(value, dtype=np.dtype(leaf["dtype"])).tofile(old / f"leaf_{position:03d}.bin")
+    del sidecar["packed"]
+    sidecar["format_version"] = 1
+    (old / "memmap.json").write_text(json.dumps(sidecar))
+    with MemmapStorage.load_from(old, space) as loaded:
+        assert_tree_equal(loaded.get(slice(0, 3)), concatenate(space, samples))
 
 
 def test_memmap_reader_follows_growth_in_another_handle(backend, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,15 +52,33 @@ class PackedRows:
             alignment = leaves[i].numpy_dtype.alignment
             offsets[i] = -(-end // alignment) * alignment
             end = offsets[i] + leaves[i].row_bytes
+        return PackedRows._build(leaves, chosen, [offsets[i] for i in chosen], -(-end // ROW_ALIGNMENT) * ROW_ALIGNMENT)
+
+    @staticmethod
+    def from_json(layout: dict[str, Any], leaves: Sequence[Leaf]) -> PackedRows:
+        """The packing a file recorded (:meth:`to_json`): stored layouts stay readable if :meth:`of` changes."""
+        return PackedRows._build(leaves, list(layout["leaves"]), list(layout["offsets"]), int(layout["itemsize"]))
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"leaves", "offsets", "itemsize"}``: what a file needs to map the packed rows again."""
+        fields: Any = self.dtype.fields or {}
+        return {
+            "leaves": list(self.positions),
+            "offsets": [int(fields[f"f{i}"][1]) for i in self.positions],
+            "itemsize": int(self.dtype.itemsize),
+        }
+
+    @staticmethod
+    def _build(leaves: Sequence[Leaf], positions: list[int], offsets: list[int], itemsize: int) -> PackedRows:
         dtype = np.dtype(
             {
-                "names": [f"f{i}" for i in chosen],
-                "formats": [(leaves[i].numpy_dtype, leaves[i].shape) for i in chosen],
-                "offsets": [offsets[i] for i in chosen],
-                "itemsize": -(-end // ROW_ALIGNMENT) * ROW_ALIGNMENT,
+                "names": [f"f{i}" for i in positions],
+                "formats": [(leaves[i].numpy_dtype, leaves[i].shape) for i in positions],
+                "offsets": offsets,
+                "itemsize": itemsize,
             }
         )
-        return PackedRows(tuple(chosen), dtype)
+        return PackedRows(tuple(positions), dtype)
 
     def allocate(self, rows: int) -> np.ndarray:
         """Zero-filled packed rows: a structured array of shape ``(rows,)``."""
@@ -68,6 +87,19 @@ class PackedRows:
     def field(self, rows: np.ndarray, position: int) -> np.ndarray:
         """The (strided) view of leaf ``position`` in ``rows``: shape ``(len(rows), *leaf_shape)``."""
         return rows[f"f{position}"]
+
+    def read(
+        self, rows: np.ndarray, views: Sequence[np.ndarray], positions: Sequence[int], index: np.ndarray
+    ) -> dict[int, np.ndarray]:
+        """The packed leaves among ``positions`` at ``index``: whole rows when two or more are wanted, else by field.
+
+        ``views`` are the per-leaf field views of ``rows``. A strided view is read by fancy indexing
+        (``take`` would first copy it whole). Leaves that are not packed are left out of the result.
+        """
+        wanted = [p for p in positions if p in self.positions]
+        if len(wanted) >= 2:
+            return dict(zip(wanted, self.gather(rows, index, wanted), strict=True))
+        return {p: views[p][index] for p in wanted}
 
     def gather(self, rows: np.ndarray, index: np.ndarray, positions: Sequence[int]) -> list[np.ndarray]:
         """The leaves ``positions`` at ``index``: one gather of whole rows, then a strided view per leaf.

@@ -2,12 +2,17 @@
 
 Layout of the storage directory::
 
-    memmap.json        {"format_version", "capacity", "rows", "length", "leaves": [...]}
-    leaf_000.bin       rows x leaf bytes, row-major, no header (offset 0 is page aligned)
-    leaf_001.bin       ...
+    memmap.json        {"format_version", "capacity", "rows", "length", "leaves": [...], "packed": {...}}
+    packed.bin         rows x packed row: the leaves of at most 1 KiB a row side by side (see _packed.py)
+    leaf_003.bin       rows x leaf bytes of every other leaf, row-major, no header (offset 0 is page aligned)
+    ...
 
-Reads gather straight from the mapped files (page-cache speed, no decoding) with one
-``np.take`` per leaf, then hand the result to the space's backend (zero-copy for PyTorch).
+Format version 2 added ``packed.bin`` (``"packed"`` gives its leaves, field offsets and row size);
+version 1 directories, one file per leaf, still open.
+
+Reads gather straight from the mapped files (page-cache speed, no decoding): one gather of whole
+packed rows for the small leaves and one ``np.take`` per other leaf, handed to the space's backend
+(zero-copy for PyTorch).
 The storage pickles as its path, so forked and spawned processes reopen the same files.
 """
 
@@ -29,10 +34,14 @@ from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
+from unibatch.storages._packed import PackedRows
 from unibatch.storages._registry import register_storage
 
 SIDECAR = "memmap.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+PACKED_FILE = "packed.bin"
+FileEntry = tuple[str, np.dtype, tuple[int, ...], int]
+"""A file of the storage: name, dtype, row shape and bytes per row."""
 DEFAULT_INITIAL_ROWS = 1024
 
 
@@ -61,6 +70,11 @@ class MemmapStorage(SpaceStorage):
         self._plain_numpy = self.backend.array_type is np.ndarray and not any(leaf.is_text for leaf in self._leaves)
         sidecar = _read_sidecar(self.cache_filename)
         _check_leaves(sidecar, self._leaves, self.cache_filename)
+        self._packing = PackedRows.from_json(sidecar["packed"], self._leaves) if sidecar.get("packed") else None
+        self._packed_rows: np.ndarray | None = None
+        for name, _, _, _ in self._files():
+            if not (self.cache_filename / name).exists():
+                raise FileNotFoundError(f"{self.cache_filename / name} is missing")
         self.capacity = sidecar["capacity"]
         self._rows = int(sidecar["rows"])
         self._length = int(sidecar["length"]) if self.capacity is None else self.capacity
@@ -101,10 +115,11 @@ class MemmapStorage(SpaceStorage):
         path.mkdir(parents=True, exist_ok=True)
         rows = capacity if capacity is not None else max(int(initial_rows), 1)
         leaves = leaf_table(single_instance_space)
-        for position, leaf in enumerate(leaves):
-            with open(path / _file_name(position), "wb") as handle:
-                handle.truncate(rows * leaf.row_bytes)
-        _write_sidecar(path, capacity, rows, 0, leaves)
+        packing = PackedRows.of(leaves)
+        for name, _, _, row_bytes in _files(leaves, packing):
+            with open(path / name, "wb") as handle:
+                handle.truncate(rows * row_bytes)
+        _write_sidecar(path, capacity, rows, 0, leaves, packing)
         return cls(single_instance_space, path, read_only=False)
 
     @classmethod
@@ -127,20 +142,29 @@ class MemmapStorage(SpaceStorage):
         return storage
 
     # ------------------------------------------------------------------ files
+    def _files(self) -> list[FileEntry]:
+        return _files(self._leaves, self._packing)
+
     def _open(self) -> list[np.ndarray]:
-        """Plain ndarray views of the mapped files (the ``np.memmap`` subclass costs per index operation)."""
+        """Plain ndarray views of every leaf (the ``np.memmap`` subclass costs per index operation).
+
+        Packed leaves are field views of the packed rows, kept in ``_packed_rows``.
+        """
         if self._arrays is None:
             mode: Any = "r" if not self.is_mutable else "r+"
-            maps = [
-                np.memmap(
-                    self.cache_filename / _file_name(i),
-                    dtype=leaf.numpy_dtype,
-                    mode=mode,
-                    shape=(self._rows, *leaf.shape),
-                )
-                for i, leaf in enumerate(self._leaves)
+            mapped = {
+                name: np.memmap(self.cache_filename / name, dtype=dtype, mode=mode, shape=(self._rows, *shape))
+                for name, dtype, shape, _ in self._files()
+            }
+            packing = self._packing
+            self._packed_rows = mapped[PACKED_FILE].view(np.ndarray) if packing is not None else None
+            self._arrays = [
+                packing.field(self._packed_rows, i)
+                if packing is not None and self._packed_rows is not None and i in packing.positions
+                else mapped[_file_name(i)].view(np.ndarray)
+                for i in range(len(self._leaves))
             ]
-            self._arrays = [mapped.view(np.ndarray) for mapped in maps]
+            self._maps = list(mapped.values())
         return self._arrays
 
     def _ensure_rows(self, needed: int) -> None:
@@ -152,10 +176,10 @@ class MemmapStorage(SpaceStorage):
 
     def _refresh_rows(self) -> None:
         """Take the allocated rows from the file sizes (the truth when several processes share them)."""
-        position = next((i for i, leaf in enumerate(self._leaves) if leaf.row_bytes), None)
-        if position is None:
+        sized = next(((name, row_bytes) for name, _, _, row_bytes in self._files() if row_bytes), None)
+        if sized is None:
             return
-        rows = os.path.getsize(self.cache_filename / _file_name(position)) // self._leaves[position].row_bytes
+        rows = os.path.getsize(self.cache_filename / sized[0]) // sized[1]
         if rows != self._rows:
             self._rows, self._arrays = rows, None
 
@@ -168,11 +192,11 @@ class MemmapStorage(SpaceStorage):
         if length > self._rows:
             rows = max(length, 2 * self._rows)
             self._arrays = None
-            for position, leaf in enumerate(self._leaves):
-                with open(self.cache_filename / _file_name(position), "r+b") as handle:
-                    handle.truncate(rows * leaf.row_bytes)
+            for name, _, _, row_bytes in self._files():
+                with open(self.cache_filename / name, "r+b") as handle:
+                    handle.truncate(rows * row_bytes)
             self._rows = rows
-            _write_sidecar(self.cache_filename, self.capacity, rows, self._length, self._leaves)
+            _write_sidecar(self.cache_filename, self.capacity, rows, self._length, self._leaves, self._packing)
             self._recorded = (rows, self._length)
         self._length = length
 
@@ -185,13 +209,20 @@ class MemmapStorage(SpaceStorage):
         if self.capacity is None:
             self._ensure_rows(_max_row(on_host) + 1)
         arrays = self._open()
-        if type(on_host) is np.ndarray and self._plain_numpy:  # the sampler's path: one take per leaf
-            return [arrays[position].take(on_host, axis=0) for position in positions]
+        by_array = isinstance(on_host, np.ndarray)
+        packing, packed = self._packing, self._packed_rows
+        gathered = (
+            packing.read(packed, arrays, positions, on_host) if by_array and packing and packed is not None else {}
+        )
         values = []
         for position in positions:
-            array = arrays[position]
-            value = array.take(on_host, axis=0) if isinstance(on_host, np.ndarray) else np.array(array[on_host])
-            values.append(self._to_backend(self._leaves[position], value))
+            if position in gathered:
+                value = gathered[position]
+            elif by_array:
+                value = arrays[position].take(on_host, axis=0)  # not packed: a contiguous file
+            else:
+                value = np.array(arrays[position][on_host])
+            values.append(value if self._plain_numpy else self._to_backend(self._leaves[position], value))
         return values
 
     def _to_backend(self, leaf: Leaf, value: np.ndarray) -> Any:
@@ -229,11 +260,11 @@ class MemmapStorage(SpaceStorage):
         """Msync the mapped files and record the current length in the sidecar."""
         if not self.is_mutable:
             return
-        for array in self._arrays or []:
-            mapped: np.memmap = array.base  # type: ignore[assignment]  # the np.memmap under the plain view
-            mapped.flush()
+        if self._arrays is not None:
+            for mapped in self._maps:
+                mapped.flush()
         if (self._rows, self._length) != self._recorded:
-            _write_sidecar(self.cache_filename, self.capacity, self._rows, self._length, self._leaves)
+            _write_sidecar(self.cache_filename, self.capacity, self._rows, self._length, self._leaves, self._packing)
             self._recorded = (self._rows, self._length)
 
     def dumps(self, path: PathLike) -> None:
@@ -243,25 +274,35 @@ class MemmapStorage(SpaceStorage):
         if target.resolve() == self.cache_filename.resolve():
             return
         target.mkdir(parents=True, exist_ok=True)
-        for position in range(len(self._leaves)):
-            shutil.copyfile(self.cache_filename / _file_name(position), target / _file_name(position))
-        _write_sidecar(target, self.capacity, self._rows, self._length, self._leaves)
+        for name, _, _, _ in self._files():
+            shutil.copyfile(self.cache_filename / name, target / name)
+        _write_sidecar(target, self.capacity, self._rows, self._length, self._leaves, self._packing)
 
     def close(self) -> None:
-        self._arrays = None
+        self._arrays = self._packed_rows = None
         if self._owner_pid is not None and self._owner_pid == os.getpid():  # never from a forked child
             shutil.rmtree(self._temporary_root or self.cache_filename, ignore_errors=True)
             self._owner_pid = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_arrays"] = None
+        state["_arrays"] = state["_packed_rows"] = None
+        state.pop("_maps", None)
         state["_owner_pid"] = None  # only the creating process deletes a temporary directory
         return state
 
 
 def _file_name(position: int) -> str:
     return f"leaf_{position:03d}.bin"
+
+
+def _files(leaves: list[Leaf], packing: PackedRows | None) -> list[FileEntry]:
+    """``(file name, dtype, row shape, row bytes)`` of every file: the packed rows, then each other leaf."""
+    files: list[FileEntry] = [] if packing is None else [(PACKED_FILE, packing.dtype, (), packing.dtype.itemsize)]
+    for position, leaf in enumerate(leaves):
+        if packing is None or position not in packing.positions:
+            files.append((_file_name(position), leaf.numpy_dtype, leaf.shape, leaf.row_bytes))
+    return files
 
 
 def _max_row(index: Any) -> int:
@@ -272,11 +313,14 @@ def _max_row(index: Any) -> int:
     return int(index)
 
 
-def _write_sidecar(path: Path, capacity: int | None, rows: int, length: int, leaves: list[Leaf]) -> None:
+def _write_sidecar(
+    path: Path, capacity: int | None, rows: int, length: int, leaves: list[Leaf], packing: PackedRows | None
+) -> None:
     atomic_write_json(
         path / SIDECAR,
         {
             "format_version": FORMAT_VERSION,
+            "packed": None if packing is None else packing.to_json(),
             "capacity": capacity,
             "rows": rows,
             "length": length,
@@ -296,6 +340,3 @@ def _check_leaves(sidecar: dict[str, Any], leaves: list[Leaf], path: Path) -> No
     expected = [(leaf.name, leaf.numpy_dtype.str, leaf.shape) for leaf in leaves]
     if stored != expected:
         raise SpaceMismatchError(f"{path} stores leaves {stored}, but the space has {expected}")
-    for position in range(len(leaves)):
-        if not os.path.exists(path / _file_name(position)):
-            raise FileNotFoundError(f"{path / _file_name(position)} is missing")

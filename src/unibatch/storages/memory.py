@@ -147,8 +147,11 @@ class MemoryStorage(SpaceStorage):
             on_host = host_index(index)
             wrap, texts = self._wrap, self._texts
             if type(on_host) is np.ndarray:  # the sampler's path: one gather of packed rows, one take per other leaf
-                gathered = self._gather_packed(positions, on_host)
-                taken = [(gathered[p] if p in gathered else _take(views[p], on_host), texts[p]) for p in positions]
+                packing, packed = self._packing, self._packed
+                gathered = packing.read(packed, views, positions, on_host) if packing and packed is not None else {}
+                taken = [
+                    (gathered[p] if p in gathered else views[p].take(on_host, axis=0), texts[p]) for p in positions
+                ]
             else:
                 taken = [(_copy_rows(views[p], on_host), texts[p]) for p in positions]
             if wrap is None:
@@ -164,16 +167,6 @@ class MemoryStorage(SpaceStorage):
             else:
                 values.append(self.backend.xp.take(array, index, axis=0))
         return values
-
-    def _gather_packed(self, positions: Sequence[int], index: np.ndarray) -> dict[int, np.ndarray]:
-        """The packed leaves among ``positions`` at ``index``, read as whole rows (empty when it would not pay)."""
-        packing, packed = self._packing, self._packed
-        if packing is None or packed is None:
-            return {}
-        wanted = [p for p in positions if p in packing.positions]
-        if len(wanted) < 2:
-            return {}
-        return dict(zip(wanted, packing.gather(packed, index, wanted), strict=True))
 
     def set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
@@ -223,11 +216,6 @@ class MemoryStorage(SpaceStorage):
             target.set(slice(0, self._length), self.get(slice(0, self._length)))
         target.flush()
         target.close()
-
-
-def _take(view: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Rows of a host view at an index array (``take`` would first copy a strided view whole)."""
-    return view.take(index, axis=0) if view.flags.c_contiguous else view[index]
 
 
 def _copy_rows(array: np.ndarray, index: Any) -> Any:
