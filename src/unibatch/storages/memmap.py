@@ -72,6 +72,7 @@ class MemmapStorage(SpaceStorage):
         _check_leaves(sidecar, self._leaves, self.cache_filename)
         self._packing = PackedRows.from_json(sidecar["packed"], self._leaves) if sidecar.get("packed") else None
         self._packed_rows: np.ndarray | None = None
+        self._maps: list[np.memmap] = []  # the maps under _arrays (flushed by flush)
         for name, _, _, _ in self._files():
             if not (self.cache_filename / name).exists():
                 raise FileNotFoundError(f"{self.cache_filename / name} is missing")
@@ -260,9 +261,8 @@ class MemmapStorage(SpaceStorage):
         """Msync the mapped files and record the current length in the sidecar."""
         if not self.is_mutable:
             return
-        if self._arrays is not None:
-            for mapped in self._maps:
-                mapped.flush()
+        for mapped in self._maps if self._arrays is not None else []:
+            mapped.flush()
         if (self._rows, self._length) != self._recorded:
             _write_sidecar(self.cache_filename, self.capacity, self._rows, self._length, self._leaves, self._packing)
             self._recorded = (self._rows, self._length)
@@ -287,7 +287,7 @@ class MemmapStorage(SpaceStorage):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_arrays"] = state["_packed_rows"] = None
-        state.pop("_maps", None)
+        state["_maps"] = []
         state["_owner_pid"] = None  # only the creating process deletes a temporary directory
         return state
 
