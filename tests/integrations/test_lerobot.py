@@ -461,3 +461,18 @@ def test_reads_after_fork(v3_root: Path, arrays) -> None:
         assert child.exitcode == 0
         check_rows(result, arrays, np.array([2, 13, 6]))
         check_rows(dataset.get_at(np.array([15])), arrays, np.array([15]))
+
+
+def test_unibatch_convert_turns_it_into_a_trajectory_buffer(v3_root: Path, arrays, tmp_path: Path, capsys) -> None:
+    """``unibatch convert`` on a real LeRobot directory: camera frames into lossless video, the rest into memmap."""
+    from unibatch.buffers import TrajectoryReplayBuffer
+    from unibatch.cli import main
+
+    target = tmp_path / "converted"
+    code = main(["convert", str(v3_root), str(target), "--storage", "memmap", "--key-storage", f"{CAM}=video"])
+    assert code == 0, capsys.readouterr().err
+    with TrajectoryReplayBuffer.load_from(target, backend=NumpyComputeBackend, read_only=True) as buffer:
+        data, metadata = buffer.get_at_with_metadata(np.arange(TOTAL))
+        check_rows(data["step_data"], arrays, np.arange(TOTAL))
+        assert np.unique(metadata["episode_ids"]).size == 3  # the three episodes stay apart
+    assert list(target.rglob("*.mkv")), "camera frames went to the video storage"
