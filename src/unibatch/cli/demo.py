@@ -138,7 +138,8 @@ def record(path: Path, arguments: argparse.Namespace) -> None:
     )
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     print(f"recorded {arguments.episodes} episodes x {arguments.steps} steps = {total} steps into {path}")
-    print(f"  storage: memmap (one raw file per leaf), {size / 2**20:.1f} MiB on disk")
+    layout = "raw files: small leaves packed in rows, one file per large leaf"
+    print(f"  storage: memmap ({layout}), {size / 2**20:.1f} MiB on disk")
     print(f"  append: {total / elapsed:,.0f} steps/s ({elapsed / total * 1e6:.1f} us per step incl. simulation)")
 
 

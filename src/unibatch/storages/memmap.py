@@ -1,4 +1,4 @@
-"""``MemmapStorage``: the embedded default for persistence, one raw file per leaf.
+"""``MemmapStorage``: the embedded default for persistence, raw memory-mapped files (small leaves packed).
 
 Layout of the storage directory::
 
