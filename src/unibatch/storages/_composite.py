@@ -19,6 +19,7 @@ from unibatch.errors import FormatVersionError, SpaceMismatchError, UnsupportedO
 from unibatch.spaces import DictSpace, Space
 from unibatch.storages._atomic import atomic_write_json, read_json
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
+from unibatch.storages._directories import new_directory
 from unibatch.storages._registry import storage_class
 
 FORMAT_VERSION = 1
@@ -37,13 +38,7 @@ def resolve_storage_class(value: type[SpaceStorage] | str, what: str) -> type[Sp
 
 def prepare_directory(cache_path: PathLike | None) -> Path | None:
     """Create the composition's directory (None stays None); it must be new or empty."""
-    if cache_path is None:
-        return None
-    path = Path(cache_path)
-    if path.exists() and any(path.iterdir()):
-        raise FileExistsError(f"{path} already exists and is not empty")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return None if cache_path is None else new_directory(cache_path)
 
 
 def inner_file_name(inner_cls: type[SpaceStorage]) -> str:

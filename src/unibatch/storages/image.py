@@ -46,6 +46,7 @@ from unibatch.errors import FormatVersionError, SpaceMismatchError, UnsupportedO
 from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, fsync_directory, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
+from unibatch.storages._directories import new_directory
 from unibatch.storages._image_codec import CorruptImageError, ImageCodec, make_codec
 from unibatch.storages._leaves import host_index, leaf_table
 from unibatch.storages._registry import register_storage
@@ -160,10 +161,8 @@ class ImageStorage(SpaceStorage):
             compress_level=compress_level,
             subsampling=subsampling,
         )
-        path = Path(cache_path)
-        if path.exists() and any(path.iterdir()):
-            raise FileExistsError(f"{path} already exists and is not empty")
-        (path / TEMPORARY_DIRECTORY).mkdir(parents=True, exist_ok=True)
+        path = new_directory(cache_path)
+        (path / TEMPORARY_DIRECTORY).mkdir()
         _write_sidecar(path, codec, capacity, capacity or 0, SHARD_SIZE, num_threads)
         return cls(single_instance_space, path, read_only=False)
 

@@ -33,6 +33,7 @@ from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
+from unibatch.storages._directories import new_directory
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
 from unibatch.storages._packed import PackedRows
 from unibatch.storages._registry import register_storage
@@ -110,10 +111,7 @@ class MemmapStorage(SpaceStorage):
             raise UnsupportedOperationError("MemmapStorage needs a cache_path (use MemoryStorage for memory)")
         if capacity is not None and capacity <= 0:
             raise ValueError(f"capacity must be positive or None, got {capacity}")
-        path = Path(cache_path)
-        if path.exists() and any(path.iterdir()):
-            raise FileExistsError(f"{path} already exists and is not empty")
-        path.mkdir(parents=True, exist_ok=True)
+        path = new_directory(cache_path)
         rows = capacity if capacity is not None else max(int(initial_rows), 1)
         leaves = leaf_table(single_instance_space)
         packing = PackedRows.of(leaves)

@@ -46,6 +46,7 @@ from unibatch.storages import _parquet_arrow as arrow
 from unibatch.storages._atomic import fsync_directory
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
+from unibatch.storages._directories import new_directory
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
 from unibatch.storages._parquet_layout import (
     SIDECAR,
@@ -185,10 +186,7 @@ class ParquetStorage(SpaceStorage):
             "parts": [],
             "next_serial": 0,
         }
-        path = Path(cache_path)
-        if path.exists() and any(path.iterdir()):
-            raise FileExistsError(f"{path} already exists and is not empty")
-        path.mkdir(parents=True, exist_ok=True)
+        path = new_directory(cache_path)
         write_sidecar(path, sidecar)
         return cls(single_instance_space, path, sidecar, read_only=False, cache_bytes=cache_bytes)
 

@@ -54,6 +54,7 @@ from unibatch.errors import FormatVersionError, IndexOutOfRangeError, SpaceMisma
 from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
+from unibatch.storages._directories import new_directory
 from unibatch.storages._leaves import host_index, leaf_table
 from unibatch.storages._registry import register_storage
 from unibatch.storages._video_codec import CorruptVideoError as CorruptVideoError
@@ -218,10 +219,7 @@ class VideoStorage(SpaceStorage):
             fps=fps,
             encoder_options=encoder_options,
         )
-        path = Path(cache_path)
-        if path.exists() and any(path.iterdir()):
-            raise FileExistsError(f"{path} already exists and is not empty")
-        path.mkdir(parents=True, exist_ok=True)
+        path = new_directory(cache_path)
         fixed = {
             "capacity": capacity,
             "leaf": {"dtype": frame.dtype.str, "shape": list(frame.shape)},
