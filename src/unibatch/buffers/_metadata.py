@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from unibatch.errors import FormatVersionError
-from unibatch.storages._atomic import atomic_write_json, read_json
+from unibatch.storages._atomic import atomic_write_json, check_format_version, read_json
 
 METADATA_FILE = "metadata.json"
 FORMAT_VERSION = 1
@@ -28,14 +27,7 @@ def read_metadata(directory: str | os.PathLike[str], expected_type: str | None =
     path = Path(directory) / METADATA_FILE
     if not path.is_file():
         return None
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise FormatVersionError(f"{path} does not hold a JSON object")
-    version = data.get("format_version")
-    if not isinstance(version, int):
-        raise FormatVersionError(f"{path} has no integer format_version (not written by unibatch?)")
-    if version > FORMAT_VERSION:
-        raise FormatVersionError(f"{path} has format_version {version}; this unibatch reads up to {FORMAT_VERSION}")
+    data = check_format_version(read_json(path), path, FORMAT_VERSION)
     if expected_type is not None and data.get("type") != expected_type:
         return None
     return data

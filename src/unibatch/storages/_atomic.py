@@ -36,6 +36,26 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise FormatVersionError(f"{path} is not valid JSON: {error}") from error
 
 
+def check_format_version(data: Any, where: object, max_version: int) -> dict[str, Any]:
+    """``data`` when it is a JSON object with an integer ``format_version`` up to ``max_version``.
+
+    The one version check of every persisted document (sidecars, attributes, buffer metadata).
+
+    Raises:
+        FormatVersionError: naming ``where``, the version found (or its absence) and ``max_version``.
+    """
+    from unibatch.errors import FormatVersionError
+
+    if not isinstance(data, dict):
+        raise FormatVersionError(f"{where} does not hold a JSON object")
+    version = data.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise FormatVersionError(f"{where} has no integer format_version (got {version!r}; not written by unibatch?)")
+    if version > max_version:
+        raise FormatVersionError(f"{where} has format_version {version}; this unibatch reads up to {max_version}")
+    return data
+
+
 def read_sidecar(path: str | os.PathLike[str], kind: str, max_version: int) -> dict[str, Any]:
     """The JSON sidecar file ``path`` of a ``kind`` storage, refusing a ``format_version`` above ``max_version``.
 
@@ -43,16 +63,10 @@ def read_sidecar(path: str | os.PathLike[str], kind: str, max_version: int) -> d
         FileNotFoundError: the file is missing (the message names the storage kind and the file).
         FormatVersionError: the file is not JSON, or has no integer ``format_version`` up to ``max_version``.
     """
-    from unibatch.errors import FormatVersionError
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path.parent} is not a {kind} storage: {path.name} is missing")
-    data = read_json(path)
-    version = data.get("format_version") if isinstance(data, dict) else None
-    if not isinstance(version, int) or isinstance(version, bool) or version > max_version:
-        raise FormatVersionError(f"{path} has format_version {version!r}; this unibatch reads up to {max_version}")
-    return data
+    return check_format_version(read_json(path), path, max_version)
 
 
 def fsync_directory(path: str | os.PathLike[str]) -> None:

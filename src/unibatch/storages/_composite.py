@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 from unibatch.errors import FormatVersionError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import DictSpace, Space
-from unibatch.storages._atomic import atomic_write_json, read_json
+from unibatch.storages import _atomic as atomic
+from unibatch.storages._atomic import atomic_write_json
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._directories import new_directory
 from unibatch.storages._registry import storage_class
@@ -58,14 +59,7 @@ def write_sidecar(directory: PathLike, filename: str, payload: dict[str, Any]) -
 
 def read_sidecar(directory: PathLike, filename: str, kind: str) -> dict[str, Any]:
     """The sidecar of a composition; named errors for a missing, foreign or newer file."""
-    path = Path(directory) / filename
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a {kind} storage: {filename} is missing")
-    data = read_json(path)
-    version = data.get("format_version") if isinstance(data, dict) else None
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise FormatVersionError(f"{path} has format_version {version!r}; this unibatch reads up to {FORMAT_VERSION}")
-    return data
+    return atomic.read_sidecar(Path(directory) / filename, kind, FORMAT_VERSION)
 
 
 def parse_child(entry: Any, sidecar: PathLike) -> tuple[type[SpaceStorage], str]:

@@ -56,7 +56,7 @@ from unibatch.errors import (
     UnsupportedSpaceError,
 )
 from unibatch.spaces import BinarySpace, BoxSpace, DictSpace, Space, TextSpace
-from unibatch.storages._atomic import fsync_directory
+from unibatch.storages._atomic import check_format_version, fsync_directory
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._hdf5_files import (
@@ -519,10 +519,7 @@ def _parse_metadata(raw: Any, path: Path) -> dict[str, Any]:
         metadata = json.loads(raw)
     except (TypeError, json.JSONDecodeError) as error:
         raise FormatVersionError(f"{path}: the {METADATA_ATTRIBUTE!r} attribute is not valid JSON: {error}") from error
-    version = metadata.get("format_version") if isinstance(metadata, dict) else None
-    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
-        raise FormatVersionError(f"{path} has format_version {version!r}; this unibatch reads up to {FORMAT_VERSION}")
-    return metadata
+    return check_format_version(metadata, path, FORMAT_VERSION)
 
 
 def _leaf_layouts(
