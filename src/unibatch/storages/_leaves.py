@@ -6,7 +6,7 @@ rebuild nested values on read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,23 @@ def host_index(index: Any) -> Any:
 
     backend = get_backend_or_none(index)
     return index if backend is None else np.asarray(backend.to_numpy(index))
+
+
+def assign_leaves(arrays: list[np.ndarray], positions: Sequence[int], index: Any, values: Sequence[Any]) -> None:
+    """``arrays[p][index] = value`` for each leaf position, values of any backend brought to the host first."""
+    from unibatch.backends import get_backend_or_none
+
+    for position, value in zip(positions, values, strict=True):
+        backend = get_backend_or_none(value)
+        arrays[position][index] = value if backend is None else backend.to_numpy(value)
+
+
+def assign_row(arrays: list[np.ndarray], index: int, leaves: Sequence[Any], backend: Any) -> None:
+    """One row of exact leaves (arrays of ``backend`` or Python scalars) into host ``arrays`` (the append path)."""
+    convert = backend.array_type is not np.ndarray
+    array_type, to_numpy = backend.array_type, backend.to_numpy
+    for array, value in zip(arrays, leaves, strict=True):
+        array[index] = to_numpy(value) if convert and type(value) is array_type else value
 
 
 def texts_to_objects(array: np.ndarray) -> Any:

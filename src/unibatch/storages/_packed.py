@@ -110,3 +110,27 @@ class PackedRows:
         whole = rows.view(np.uint8).reshape(rows.shape[0], self.dtype.itemsize)
         taken = whole.take(index, axis=0).view(self.dtype).reshape(-1)
         return [taken[f"f{position}"] for position in positions]
+
+
+def read_host_rows(
+    arrays: Sequence[np.ndarray],
+    positions: Sequence[int],
+    index: Any,
+    packing: PackedRows | None,
+    packed: np.ndarray | None,
+) -> list[Any]:
+    """Host values of the leaves ``positions`` at a host ``index`` (an int, a slice or an index array).
+
+    For an index array the packed leaves come from one gather of whole rows and every other leaf
+    from one ``take``; an int or a slice gives fresh copies (one text row: a ``str``).
+    """
+    if isinstance(index, np.ndarray):
+        gathered = packing.read(packed, arrays, positions, index) if packing is not None and packed is not None else {}
+        return [gathered[p] if p in gathered else arrays[p].take(index, axis=0) for p in positions]
+    return [copy_rows(arrays[p], index) for p in positions]
+
+
+def copy_rows(array: np.ndarray, index: Any) -> Any:
+    """Rows of a host array at an int or a slice, as a fresh array (a ``str`` for one text row)."""
+    picked = array[index]
+    return picked if isinstance(picked, str) else np.array(picked)

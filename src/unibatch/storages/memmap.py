@@ -27,15 +27,23 @@ from typing import Any
 import numpy as np
 from typing_extensions import Self
 
-from unibatch.backends import get_backend_or_none
 from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._directories import new_directory
-from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
-from unibatch.storages._packed import PackedRows
+from unibatch.storages._leaves import (
+    Leaf,
+    assemble,
+    assign_leaves,
+    assign_row,
+    host_index,
+    leaf_table,
+    split_value,
+    texts_to_objects,
+)
+from unibatch.storages._packed import PackedRows, read_host_rows
 from unibatch.storages._registry import register_storage
 
 SIDECAR = "memmap.json"
@@ -207,22 +215,10 @@ class MemmapStorage(SpaceStorage):
         on_host = host_index(index)
         if self.capacity is None:
             self._ensure_rows(_max_row(on_host) + 1)
-        arrays = self._open()
-        by_array = isinstance(on_host, np.ndarray)
-        packing, packed = self._packing, self._packed_rows
-        gathered = (
-            packing.read(packed, arrays, positions, on_host) if by_array and packing and packed is not None else {}
-        )
-        values = []
-        for position in positions:
-            if position in gathered:
-                value = gathered[position]
-            elif by_array:
-                value = arrays[position].take(on_host, axis=0)  # not packed: a contiguous file
-            else:
-                value = np.array(arrays[position][on_host])
-            values.append(value if self._plain_numpy else self._to_backend(self._leaves[position], value))
-        return values
+        values = read_host_rows(self._open(), positions, on_host, self._packing, self._packed_rows)
+        if self._plain_numpy:
+            return values
+        return [self._to_backend(self._leaves[p], value) for p, value in zip(positions, values, strict=True)]
 
     def _to_backend(self, leaf: Leaf, value: np.ndarray) -> Any:
         if leaf.is_text:
@@ -235,16 +231,10 @@ class MemmapStorage(SpaceStorage):
 
     def set_leaves(self, index: int, leaves: Sequence[Any]) -> None:
         self._check_writable("set")
-        to_numpy = None if self.backend.array_type is np.ndarray else self.backend.to_numpy
-        for array, value in zip(self._open(), leaves, strict=True):
-            array[index] = value if to_numpy is None or type(value) in (float, bool) else to_numpy(value)
+        assign_row(self._open(), index, leaves, self.backend)
 
     def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
-        arrays = self._open()
-        on_host = host_index(index)
-        for position, leaf_value in zip(positions, values, strict=True):
-            backend = get_backend_or_none(leaf_value)
-            arrays[position][on_host] = backend.to_numpy(leaf_value) if backend is not None else leaf_value
+        assign_leaves(self._open(), positions, host_index(index), values)
 
     def get_column(self, nested_keys: Sequence[str]) -> SpaceStorage:
         return LeafColumnStorage(self, nested_keys)

@@ -15,8 +15,8 @@ from typing_extensions import Self
 from unibatch.spaces import Space
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
-from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value
-from unibatch.storages._packed import PackedRows
+from unibatch.storages._leaves import Leaf, assemble, assign_leaves, assign_row, host_index, leaf_table, split_value
+from unibatch.storages._packed import PackedRows, copy_rows, read_host_rows
 from unibatch.storages._registry import register_storage
 from unibatch.storages.memmap import MemmapStorage
 
@@ -144,24 +144,19 @@ class MemoryStorage(SpaceStorage):
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
         views = self._views
         if views is not None:
-            on_host = host_index(index)
+            values = read_host_rows(views, positions, host_index(index), self._packing, self._packed)
             wrap, texts = self._wrap, self._texts
-            if type(on_host) is np.ndarray:  # the sampler's path: one gather of packed rows, one take per other leaf
-                packing, packed = self._packing, self._packed
-                gathered = packing.read(packed, views, positions, on_host) if packing and packed is not None else {}
-                taken = [
-                    (gathered[p] if p in gathered else views[p].take(on_host, axis=0), texts[p]) for p in positions
-                ]
-            else:
-                taken = [(_copy_rows(views[p], on_host), texts[p]) for p in positions]
             if wrap is None:
-                return [value for value, _ in taken]
-            return [value if is_text else wrap(value, device=self.device) for value, is_text in taken]
+                return values
+            return [
+                value if texts[p] else wrap(value, device=self.device)
+                for p, value in zip(positions, values, strict=True)
+            ]
         values = []
         for position in positions:
             leaf, array = self._leaves[position], self._arrays[position]
             if leaf.is_text:
-                values.append(_copy_rows(array, host_index(index)))
+                values.append(copy_rows(array, host_index(index)))
             elif isinstance(index, (int, slice)):
                 values.append(self.backend.xp.asarray(array[index], copy=True))
             else:
@@ -177,16 +172,12 @@ class MemoryStorage(SpaceStorage):
             super().set_leaves(index, leaves)
             return
         self._check_writable("set")
-        backend = self.backend
-        for view, value in zip(self._views, leaves, strict=True):
-            view[index] = value if type(value) is not backend.array_type else backend.to_numpy(value)
+        assign_row(self._views, index, leaves, self.backend)
 
     def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
         views = self._views
         if views is not None:
-            on_host, backend = host_index(index), self.backend
-            for position, value in zip(positions, values, strict=True):
-                views[position][on_host] = value if type(value) is not backend.array_type else backend.to_numpy(value)
+            assign_leaves(views, positions, host_index(index), values)
             return
         at = self.backend.at
         for position, leaf_value in zip(positions, values, strict=True):
@@ -216,12 +207,6 @@ class MemoryStorage(SpaceStorage):
             target.set(slice(0, self._length), self.get(slice(0, self._length)))
         target.flush()
         target.close()
-
-
-def _copy_rows(array: np.ndarray, index: Any) -> Any:
-    """Rows of a host array at an int, slice or index array, as a fresh array (a ``str`` for one text)."""
-    picked = array[index]
-    return picked if isinstance(picked, str) else np.array(picked)
 
 
 def _allocate_leaves(
