@@ -17,6 +17,14 @@ DESCRIPTION = "Inspect, check, convert and look at unibatch buffers and robot-le
 EPILOG = "Exit codes: 0 success, 1 verify found a problem, 2 usage error or unreadable PATH."
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (rows per chunk, capacities)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered."""
     from unibatch.cli import convert, demo, info, show, verify

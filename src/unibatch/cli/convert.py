@@ -35,6 +35,7 @@ import numpy as np
 from unibatch._optional import require
 from unibatch.batches import BatchBase
 from unibatch.buffers import ReplayBuffer, TrajectoryReplayBuffer
+from unibatch.cli import positive_int
 from unibatch.cli._open import Episodes, Source, UsageError, open_source, resolve_step_key
 from unibatch.errors import MissingDependencyError, UnibatchError
 from unibatch.storages import SpaceStorage, storage_class
@@ -71,7 +72,11 @@ def register(commands: Any) -> None:
         help="store one key in another storage, e.g. obs/image=video (repeatable; uses a DictStorage)",
     )
     parser.add_argument(
-        "--chunk", type=_positive, default=DEFAULT_CHUNK, metavar="N", help=f"rows per copy (default {DEFAULT_CHUNK})"
+        "--chunk",
+        type=positive_int,
+        default=DEFAULT_CHUNK,
+        metavar="N",
+        help=f"rows per copy (default {DEFAULT_CHUNK})",
     )
     parser.add_argument(
         "--capacity",
@@ -85,13 +90,6 @@ def register(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
 @dataclass(frozen=True)
 class Capacity:
     """A capacity from the command line: ``rows`` (None: growable)."""
@@ -102,7 +100,7 @@ class Capacity:
 def _capacity(text: str) -> Capacity:
     if text.lower() in GROWABLE:
         return Capacity(None)
-    return Capacity(_positive(text))
+    return Capacity(positive_int(text))
 
 
 @dataclass

@@ -32,6 +32,7 @@ import numpy as np
 from unibatch.batches import BatchBase
 from unibatch.buffers import TrajectoryReplayBuffer
 from unibatch.buffers._metadata import FORMAT_VERSION, METADATA_FILE
+from unibatch.cli import positive_int
 from unibatch.cli._open import Episodes, Source, SourceOpenError, open_source, unibatch_buffer_type
 from unibatch.errors import UnibatchError
 from unibatch.integrations.episodes import EpisodeDataset
@@ -57,16 +58,13 @@ def register(commands: Any) -> None:
         "path", type=Path, metavar="PATH", help="a unibatch buffer directory or a dataset in another format"
     )
     parser.add_argument(
-        "--chunk", type=_positive, default=DEFAULT_CHUNK, metavar="N", help=f"rows per read (default {DEFAULT_CHUNK})"
+        "--chunk",
+        type=positive_int,
+        default=DEFAULT_CHUNK,
+        metavar="N",
+        help=f"rows per read (default {DEFAULT_CHUNK})",
     )
     parser.set_defaults(run=run)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of rows, got {text}")
-    return value
 
 
 @dataclass

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from unibatch.buffers import ReplayBuffer
 from unibatch.errors import FormatVersionError, SpaceMismatchError, UnknownNameError
 from unibatch.integrations.episodes import EpisodeDataset
 from unibatch.spaces import DictSpace, Space
+from unibatch.spaces._tree import leaves, nest_paths
 from unibatch.storages._base import PathLike
 
 DATA_GROUP = "data"
@@ -266,20 +267,11 @@ def _demo_spaces(
     return spaces
 
 
-def _leaves(space: Space, prefix: str = "") -> Iterator[tuple[str, Space]]:
-    """``(dataset path, leaf space)`` of every leaf of an inferred space."""
-    if isinstance(space, DictSpace):
-        for key, sub in space.items():
-            yield from _leaves(sub, f"{prefix}/{key}" if prefix else key)
-    else:
-        yield prefix, space
-
-
 def _select_keys(space: Space, keys: Sequence[str], where: str) -> Space:
     """The leaves of ``space`` named by ``keys`` (a leaf path, or a group path selecting every leaf below it)."""
     if isinstance(keys, str):
         keys = [keys]
-    available = dict(_leaves(space))
+    available = dict(leaves(space))
     chosen: dict[str, Space] = {}
     for key in keys:
         key = key.strip("/")
@@ -287,18 +279,11 @@ def _select_keys(space: Space, keys: Sequence[str], where: str) -> Space:
         if not matched:
             raise UnknownNameError(f"{where} has no dataset or group {key!r}; its datasets are {sorted(available)}")
         chosen.update(matched)
-    nested: dict[str, Any] = {}
-    for name, leaf in chosen.items():
-        *parents, last = name.split("/")
-        level = nested
-        for parent in parents:
-            level = level.setdefault(parent, {})
-        level[last] = leaf
-    return DictSpace(space.backend, nested, device=space.device)
+    return DictSpace(space.backend, nest_paths(chosen), device=space.device)
 
 
 def _space_difference(first: str, first_space: Space, demo: str, space: Space, path: Path) -> str:
-    expected, got = dict(_leaves(first_space)), dict(_leaves(space))
+    expected, got = dict(leaves(first_space)), dict(leaves(space))
     for key in sorted(set(expected) | set(got)):
         if key not in got:
             return f"{path}: {demo} has no dataset {key!r} (of its length), but {first} has; {_SAME}"

@@ -25,6 +25,22 @@ def leaves(space: Space, path: str = "") -> Iterator[tuple[str, Space]]:
         yield path, space
 
 
+def nest_paths(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested dicts from ``"a/b/c"`` key paths (the inverse of the paths of :func:`leaves` for dicts).
+
+    >>> nest_paths({"obs/state": 1, "obs/image": 2, "action": 3})
+    {'obs': {'state': 1, 'image': 2}, 'action': 3}
+    """
+    nested: dict[str, Any] = {}
+    for name, value in values.items():
+        *parents, key = name.split("/")
+        level = nested
+        for parent in parents:
+            level = level.setdefault(parent, {})
+        level[key] = value
+    return nested
+
+
 def text_of(space: Space) -> TextSpace | None:
     """The text space behind a text leaf (itself or the single space of a batch of texts)."""
     if isinstance(space, TextSpace):

@@ -56,6 +56,7 @@ from unibatch.errors import (
     UnsupportedSpaceError,
 )
 from unibatch.spaces import BinarySpace, BoxSpace, DictSpace, Space, TextSpace
+from unibatch.spaces._tree import nest_paths
 from unibatch.storages._atomic import check_format_version, fsync_directory
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
@@ -615,7 +616,7 @@ def infer_hdf5_space(
         _log.debug("%s: left out datasets %s (not %d rows of a supported type)", path, list(skipped), rows)
     if "" in chosen:
         return chosen[""], skipped
-    return DictSpace(backend, _nest(chosen), device=device), skipped
+    return DictSpace(backend, nest_paths(chosen), device=device), skipped
 
 
 def _dataset_space(dataset: Any, backend: ComputeBackend, device: Device | None) -> Space | None:
@@ -643,17 +644,6 @@ def _dataset_space(dataset: Any, backend: ComputeBackend, device: Device | None)
 def _longest_text(dataset: Any) -> int:
     texts = decode_texts(np.asarray(dataset[()], dtype=object))
     return int(np.char.str_len(texts).max()) if texts.size else 1
-
-
-def _nest(leaves: Mapping[str, Space]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for name, space in leaves.items():
-        *parents, key = name.split("/")
-        level = nested
-        for parent in parents:
-            level = level.setdefault(parent, {})
-        level[key] = space
-    return nested
 
 
 def open_hdf5_storage(
