@@ -205,3 +205,21 @@ def test_expensive_source_with_metadata_keeps_the_metadata_space(backend):
     stacked = FrameStackedBatch(counting, prefetch_horizon=2, stack_metadata=True)
     _, metadata = stacked.get_at_with_metadata([4, 5])
     assert tuple(metadata["episode_ids"].shape) == (2, 3)
+
+
+def test_views_pass_on_expensive_reads(backend):
+    """Windows over a view of an expensive source still read each distinct row once."""
+    from unibatch import CombinedBatch, SubIndexedBatch, ToBackendOrDeviceBatch
+
+    counting = CountingBatch(episode_source(backend), expensive=True)
+    views = [
+        SubIndexedBatch(counting, slice(0, 6)),
+        CombinedBatch([counting, counting]),
+        ToBackendOrDeviceBatch(counting, backend=backend),
+        FrameStackedBatch(counting, prefetch_horizon=1),
+    ]
+    assert all(view.has_expensive_reads for view in views)
+    assert not SubIndexedBatch(CountingBatch(episode_source(backend), expensive=False), slice(0, 6)).has_expensive_reads
+    counting.requests.clear()
+    FrameStackedBatch(views[0], prefetch_horizon=3).get_at([4, 5])
+    assert counting.requests[0] == sorted(set(counting.requests[0]))  # distinct rows, once each

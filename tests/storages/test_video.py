@@ -682,3 +682,14 @@ def test_random_operations_match_a_numpy_model(tmp_path, capacity):
     np.testing.assert_array_equal(reader.get(slice(0, len(model))), model)
     referenced = {entry[2] for entry in json.loads((tmp_path / "s" / "video.json").read_text())["segments"]}
     assert set(segment_files(tmp_path / "s")) == referenced  # no file outlives its last reference
+
+
+def test_a_trajectory_buffer_on_video_reports_expensive_reads(tmp_path):
+    """Window views over it then decode each distinct frame once."""
+    from unibatch import NumpyComputeBackend
+    from unibatch.buffers import TrajectoryReplayBuffer
+
+    space = BoxSpace(NumpyComputeBackend, 0, 255, "uint8", shape=(8, 8, 3))
+    buffer = TrajectoryReplayBuffer.create(space, VideoStorage, cache_path=tmp_path / "t")
+    assert buffer.has_expensive_reads
+    buffer.close()

@@ -42,6 +42,11 @@ class ToBackendOrDeviceBatch(BatchBase):
     def is_mutable(self) -> bool:  # type: ignore[override]
         return self.batch.is_mutable
 
+    @property
+    def has_expensive_reads(self) -> bool:  # type: ignore[override]
+        """As the source's: window views then read each distinct row once."""
+        return self.batch.has_expensive_reads
+
     def __len__(self) -> int:
         return len(self.batch)
 

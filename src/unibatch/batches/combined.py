@@ -65,6 +65,11 @@ class CombinedBatch(BatchBase):
             total += len(batch)
         return [*starts, total]
 
+    @property
+    def has_expensive_reads(self) -> bool:  # type: ignore[override]
+        """Whether any child's reads are expensive (window views then read each distinct row once)."""
+        return any(batch.has_expensive_reads for batch in self.batches)
+
     def __len__(self) -> int:
         return sum(len(batch) for batch in self.batches)
 

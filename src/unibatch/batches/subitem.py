@@ -30,6 +30,11 @@ class SubItemBatch(BatchBase):
         self.batch = batch
         self.sub_indexes = keys
 
+    @property
+    def has_expensive_reads(self) -> bool:  # type: ignore[override]
+        """As the source's: window views then read each distinct row once."""
+        return self.batch.has_expensive_reads
+
     def __len__(self) -> int:
         return len(self.batch)
 

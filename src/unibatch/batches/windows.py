@@ -79,6 +79,11 @@ class SliceStackedBatch(BatchBase):
         """``T``, the number of frames in a window."""
         return len(self._offsets)
 
+    @property
+    def has_expensive_reads(self) -> bool:  # type: ignore[override]
+        """As the source's: window views then read each distinct row once."""
+        return self.batch.has_expensive_reads
+
     def __len__(self) -> int:
         return len(self.batch)
 

@@ -119,6 +119,11 @@ class TrajectoryReplayBuffer(BatchBase):
         parts = [self.step_data_buffer, self.step_episode_id_buffer]
         return parts + ([self.episode_data_buffer] if self.episode_data_buffer is not None else [])
 
+    @property
+    def has_expensive_reads(self) -> bool:  # type: ignore[override]
+        """As the step data's storage (video, images: window views then read each distinct row once)."""
+        return self.step_data_buffer.has_expensive_reads
+
     def __len__(self) -> int:
         return len(self.step_episode_id_buffer)
 
