@@ -412,6 +412,20 @@ def test_flush_and_load_from_own_cache_path(capacity, backend, tmp_path, buffers
     assert_holds(again, backend, expected)
 
 
+def test_extra_metadata_is_committed_with_the_rows(tmp_path, buffers):
+    buffer = make_buffer("memmap", NUMPY, 4, tmp_path)
+    buffers.append(buffer)
+    buffer.extend(batch_of(NUMPY, range(3)))
+    buffer.extra_metadata["applied"] = {"producer": 7}
+    assert ReplayBuffer.load_from(tmp_path / "rb", backend=NUMPY).extra_metadata == {}  # not committed yet
+    buffer.flush()
+    loaded = ReplayBuffer.load_from(tmp_path / "rb", backend=NUMPY)
+    buffers.append(loaded)
+    assert loaded.extra_metadata == {"applied": {"producer": 7}} and len(loaded) == 3
+    buffer.dumps(tmp_path / "copy")
+    assert ReplayBuffer.load_from(tmp_path / "copy", backend=NUMPY).extra_metadata == {"applied": {"producer": 7}}
+
+
 def test_unflushed_rows_of_a_growable_buffer_are_not_committed(backend, tmp_path, buffers):
     buffer = make_buffer("memmap", backend, None, tmp_path)
     buffers.append(buffer)

@@ -196,6 +196,14 @@ def test_persistence_and_reopen(backend, tmp_path):
     assert not TrajectoryReplayBuffer.is_loadable_from(copy / "step_data")
 
 
+def test_extra_metadata_is_committed_with_the_steps(backend, tmp_path):
+    buffer = make(backend, tmp_path)
+    buffer.extra_metadata["seq"] = 3
+    record(buffer, backend, 1)  # mark_episode_end commits
+    loaded = TrajectoryReplayBuffer.load_from(tmp_path / "trajectory", backend=backend, read_only=True)
+    assert loaded.extra_metadata == {"seq": 3} and len(loaded) == len(buffer)
+
+
 def test_growable_and_clear(backend, tmp_path):
     buffer = make(backend, tmp_path, capacity=None, episode_capacity=None)
     record(buffer, backend, 4)

@@ -324,6 +324,26 @@ def test_storage_options_reach_fsspec_and_are_not_stored():
     storage.close()
 
 
+def test_local_cache_serves_objects_already_read(tmp_path):
+    fsspec = pytest.importorskip("fsspec")
+    backend = backend_from_name("numpy")
+    space = storage_space(backend)
+    samples = [storage_sample(backend, i) for i in range(5)]
+    url = _memory_url()
+    storage = ZarrStorage.create(space, capacity=None, cache_path=url, chunk_rows=2)
+    storage.extend_length(5)
+    storage.set(slice(0, 5), concatenate(space, samples))
+    storage.flush()
+    cached = ZarrStorage.load_from(url, space, local_cache=tmp_path / "cache")
+    assert_tree_equal(cached.get(slice(0, 5)), stack_samples(samples))
+    assert any(path.name == "zarr.json" for path in (tmp_path / "cache").rglob("*"))
+    fsspec.filesystem("memory").rm(url.removeprefix("memory://"), recursive=True)  # the source is gone
+    again = ZarrStorage.load_from(url, space, local_cache=tmp_path / "cache")  # a new handle, the same cache
+    assert_tree_equal(again.get(np.array([4, 0])), stack_samples([samples[4], samples[0]]))
+    with pytest.raises(ValueError, match="read-only"):
+        ZarrStorage.load_from(tmp_path / "nowhere", space, read_only=False, local_cache=tmp_path / "c2")
+
+
 def test_read_only_handle_refuses_writes(tmp_path):
     backend = backend_from_name("numpy")
     ZarrStorage.create(storage_space(backend), capacity=2, cache_path=tmp_path / "s").close()

@@ -74,6 +74,9 @@ class ReplayBuffer(BatchBase):
         self._is_view = False
         self._stale_snapshot: str | None = None
         self._closed = False
+        self.extra_metadata: dict[str, Any] = {}
+        """JSON values committed together with the rows (every commit writes them; ``load_from``
+        restores them): an owner's bookkeeping that must never disagree with the committed rows."""
 
     # ------------------------------------------------------------------ properties
     @property
@@ -265,6 +268,7 @@ class ReplayBuffer(BatchBase):
             "capacity": self.storage.capacity,
             "storage": {"name": self.storage.registered_name, "path": self._storage_path_relative},
             "single_instance_space": space_to_json(self.single_space),
+            "extra": self.extra_metadata,
         }
 
     def _commit(self, count: int, offset: int) -> None:
@@ -433,7 +437,9 @@ class ReplayBuffer(BatchBase):
             storage._resize(count)  # rows past the committed count were never committed
         if storage.capacity is None and len(storage) < count:
             raise SpaceMismatchError(f"{path}: metadata counts {count} rows but the storage holds {len(storage)}")
-        return ReplayBuffer(storage, storage_info["path"], count, offset, path, multiprocessing)
+        buffer = ReplayBuffer(storage, storage_info["path"], count, offset, path, multiprocessing)
+        buffer.extra_metadata = dict(metadata.get("extra") or {})
+        return buffer
 
     @staticmethod
     def is_loadable_from(path: PathLike) -> bool:

@@ -81,6 +81,8 @@ class TrajectoryReplayBuffer(BatchBase):
             self._slots = EpisodeSlots(episode_data_buffer.capacity, shared=multiprocessing)
             if episode_id_to_index_map:
                 self._slots.load_dict(dict(episode_id_to_index_map))
+        self.extra_metadata: dict[str, Any] = {}
+        """JSON values committed together with the steps (see ``ReplayBuffer.extra_metadata``)."""
         # One commit point: the step parts move in lockstep and commit through this buffer's metadata.
         for part in (step_data_buffer, step_episode_id_buffer):
             part._commit_hook = self._commit_steps
@@ -338,6 +340,7 @@ class TrajectoryReplayBuffer(BatchBase):
             "episode_id_to_index_map": None
             if self._slots is None
             else {str(k): v for k, v in self._slots.as_dict().items()},
+            "extra": self.extra_metadata,
         }
 
     def _commit_steps(self, count: int, offset: int) -> None:
@@ -488,9 +491,11 @@ class TrajectoryReplayBuffer(BatchBase):
             episode_state = (int(metadata["episodes"]["count"]), int(metadata["episodes"]["offset"]))
             episodes = load("episode_data", episode_storage_kwargs, episode_state)
         table = {int(k): int(v) for k, v in (mapping or {}).items()}
-        return TrajectoryReplayBuffer(
+        buffer = TrajectoryReplayBuffer(
             steps, ids, episodes, int(metadata["current_episode_id"]), table, multiprocessing, cache_path=root
         )
+        buffer.extra_metadata = dict(metadata.get("extra") or {})
+        return buffer
 
     def close(self) -> None:
         for part in self._parts():

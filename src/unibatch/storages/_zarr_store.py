@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -45,13 +46,40 @@ def protocol(location: str) -> str:
     return "file" if local_path(location) is not None else urlparse(location).scheme
 
 
-def open_store(location: str, read_only: bool, storage_options: Mapping[str, Any] | None) -> Any:
-    """A zarr store at ``location``: ``LocalStore`` for local paths, ``FsspecStore`` for other URLs."""
+def open_store(
+    location: str,
+    read_only: bool,
+    storage_options: Mapping[str, Any] | None,
+    local_cache: LocalCache | None = None,
+) -> Any:
+    """A zarr store at ``location``: ``LocalStore`` for local paths, ``FsspecStore`` for other URLs.
+
+    With ``local_cache`` (read-only opens only) every object read is kept in a local directory by
+    zarr's ``CacheStore``, so later reads of it, in this process or another, stay on local disk.
+    """
     storage = zarr_module().storage
     path = local_path(location)
     if path is not None:
-        return storage.LocalStore(path, read_only=read_only)
-    return storage.FsspecStore.from_url(location, storage_options=dict(storage_options or {}), read_only=read_only)
+        store = storage.LocalStore(path, read_only=read_only)
+    else:
+        store = storage.FsspecStore.from_url(location, storage_options=dict(storage_options or {}), read_only=read_only)
+    if local_cache is None:
+        return store
+    if not read_only:
+        raise ValueError(f"{location}: a local cache is for read-only opens (cached objects are never refreshed)")
+    cache_store = require("zarr.experimental.cache_store", "zarr").CacheStore
+    directory = Path(local_cache.directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return cache_store(store, cache_store=storage.LocalStore(directory), max_size=local_cache.max_bytes)
+
+
+@dataclass(frozen=True)
+class LocalCache:
+    """Where a read-only ``ZarrStorage`` keeps the objects it read (one directory per storage)."""
+
+    directory: str
+    max_bytes: int | None = None
+    """Least recently used objects are evicted past this many bytes (None: no limit)."""
 
 
 def same_location(first: str, second: str) -> bool:

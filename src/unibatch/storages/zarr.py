@@ -82,10 +82,12 @@ class ZarrStorage(SpaceStorage):
         *,
         read_only: bool = True,
         storage_options: Mapping[str, Any] | None = None,
+        local_cache: stores.LocalCache | None = None,
     ) -> None:
         super().__init__(single_instance_space)
         self._location = location
         self._storage_options = dict(storage_options or {})
+        self._local_cache = local_cache
         self._local_root = stores.local_path(location)
         self.cache_filename = self._local_root if self._local_root is not None else location
         self.is_mutable = not read_only
@@ -95,7 +97,7 @@ class ZarrStorage(SpaceStorage):
         self._group: Any = None
         self._arrays: list[Any] | None = None
         self._pid: int | None = None  # the process that opened the arrays
-        group = _open_group(location, read_only, self._storage_options)
+        group = _open_group(location, read_only, self._storage_options, local_cache)
         document = _read_document(group, location)
         _check_leaves(document, self._leaves, location)
         self.capacity = document["capacity"]
@@ -169,12 +171,26 @@ class ZarrStorage(SpaceStorage):
         read_only: bool = True,
         multiprocessing: bool = False,
         storage_options: Mapping[str, Any] | None = None,
+        local_cache: PathLike | None = None,
+        local_cache_bytes: int | None = None,
         **kwargs: Any,
     ) -> Self:
-        """Open the storage at ``path`` (a directory or URL); its leaves must match ``single_instance_space``."""
+        """Open the storage at ``path`` (a directory or URL); its leaves must match ``single_instance_space``.
+
+        ``local_cache``: a directory where a read-only storage keeps every object it reads (zarr's
+        ``CacheStore``; at most ``local_cache_bytes``), for data on an object store that no longer
+        changes, such as committed episodes. Cached objects are never refreshed.
+        """
         if kwargs:
             raise TypeError(f"ZarrStorage.load_from got unexpected arguments {sorted(kwargs)}")
-        storage = cls(single_instance_space, os.fspath(path), read_only=read_only, storage_options=storage_options)
+        cache = None if local_cache is None else stores.LocalCache(os.fspath(local_cache), local_cache_bytes)
+        storage = cls(
+            single_instance_space,
+            os.fspath(path),
+            read_only=read_only,
+            storage_options=storage_options,
+            local_cache=cache,
+        )
         if capacity is not None and storage.capacity != capacity:
             raise SpaceMismatchError(f"{path} holds capacity {storage.capacity}, expected {capacity}")
         return storage
@@ -183,7 +199,9 @@ class ZarrStorage(SpaceStorage):
     def _open(self) -> list[Any]:
         """The arrays of the leaves, opened again in a new process (after unpickling or a fork)."""
         if self._arrays is None or self._pid != os.getpid():
-            return self._attach(_open_group(self._location, not self.is_mutable, self._storage_options))
+            return self._attach(
+                _open_group(self._location, not self.is_mutable, self._storage_options, self._local_cache)
+            )
         return self._arrays
 
     def _attach(self, group: Any) -> list[Any]:
@@ -363,10 +381,13 @@ def _fsync_location(location: str) -> None:
         stores.fsync_tree(local)
 
 
-def _open_group(location: str, read_only: bool, storage_options: Mapping[str, Any]) -> Any:
+def _open_group(
+    location: str, read_only: bool, storage_options: Mapping[str, Any], local_cache: stores.LocalCache | None = None
+) -> Any:
     zarr = stores.zarr_module()
     try:
-        return zarr.open_group(stores.open_store(location, read_only, storage_options), mode="r" if read_only else "r+")
+        store = stores.open_store(location, read_only, storage_options, local_cache)
+        return zarr.open_group(store, mode="r" if read_only else "r+")
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{location} is not a zarr storage: no zarr group there") from error
 
