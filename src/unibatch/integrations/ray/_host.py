@@ -1,0 +1,186 @@
+"""``BufferHost``: what a buffer actor runs. Plain Python, so it is tested without Ray too.
+
+A host owns one NumPy ``ReplayBuffer`` or ``TrajectoryReplayBuffer``. Every write is a chunk
+``(producer, seq, rows)``; the host applies it once, records ``seq`` per producer in the
+buffer's ``extra_metadata`` and commits rows and record together. A chunk that arrives again
+(Ray retries calls that were in flight when the actor died) is acknowledged without being
+applied, so after a restart from the buffer's directory nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from unibatch.backends import backend_from_name
+from unibatch.batches import BatchBase
+from unibatch.buffers import ReplayBuffer, TrajectoryReplayBuffer
+from unibatch.errors import SpaceMismatchError
+from unibatch.spaces import json_to_space, space_to_json
+from unibatch.storages import storage_class
+
+REPLAY, TRAJECTORY = "replay", "trajectory"
+PRODUCERS_KEY = "ray_producers"
+"""``extra_metadata`` key: ``{producer: {"seq": last applied chunk, "episode": [local id, global id]}}``."""
+
+
+@dataclass(frozen=True)
+class BufferSpec:
+    """How a host makes its buffer: reopened from ``cache_path`` when one is there, else created.
+
+    ``space`` is the JSON of one row (one step for a trajectory buffer); ``storage`` a registered
+    storage name (None: memmap with a ``cache_path``, memory without).
+    """
+
+    kind: str
+    space: dict[str, Any]
+    cache_path: str | None = None
+    capacity: int | None = None
+    storage: str | None = None
+    storage_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in (REPLAY, TRAJECTORY):
+            raise ValueError(f"kind must be {REPLAY!r} or {TRAJECTORY!r}, got {self.kind!r}")
+
+
+class BufferHost:
+    """The buffer of one actor, its chunked idempotent writes and its batched reads and samples."""
+
+    def __init__(self, spec: BufferSpec) -> None:
+        self.spec = spec
+        self.buffer: ReplayBuffer | TrajectoryReplayBuffer = _open_or_create(spec)
+        self._producers: dict[str, dict[str, Any]] = dict(self.buffer.extra_metadata.get(PRODUCERS_KEY, {}))
+        self._views: dict[str, BatchBase] = {}
+
+    # ------------------------------------------------------------------ description
+    def describe(self, view_key: str | None = None) -> dict[str, Any]:
+        """Spaces (JSON), length and capacity of the buffer or of a registered view."""
+        batch = self.buffer if view_key is None else self._views[view_key]
+        row_space = (
+            self.buffer.step_data_buffer.single_space
+            if isinstance(self.buffer, TrajectoryReplayBuffer)
+            else self.buffer.single_space
+        )
+        metadata_space = batch.single_metadata_space
+        return {
+            "kind": self.spec.kind,
+            "space": space_to_json(batch.single_space),
+            "metadata_space": None if metadata_space is None else space_to_json(metadata_space),
+            "row_space": space_to_json(row_space),
+            "length": len(batch),
+            "capacity": self.buffer.capacity,
+            "has_expensive_reads": batch.has_expensive_reads,
+        }
+
+    def length(self) -> int:
+        return len(self.buffer)
+
+    def pid(self) -> int:
+        """The actor's process id (tests kill it to check restarts)."""
+        return os.getpid()
+
+    def applied(self) -> dict[str, int]:
+        """The last chunk number applied per producer."""
+        return {producer: int(state["seq"]) for producer, state in self._producers.items()}
+
+    # ------------------------------------------------------------------ writes
+    def extend(self, producer: str, seq: int, rows: Any, episode_ids: np.ndarray | None = None) -> tuple[bool, int]:
+        """Apply chunk ``seq`` of ``producer`` once and commit it; returns ``(applied, length)``.
+
+        ``episode_ids`` (trajectory buffers): the producer's own episode numbers of the rows,
+        non-decreasing; the host maps each to a global episode id in order of arrival.
+        """
+        state = self._producers.get(producer, {"seq": -1, "episode": None})
+        if seq <= state["seq"]:
+            return False, len(self.buffer)  # a retried chunk: already committed
+        state = dict(state)
+        if isinstance(self.buffer, TrajectoryReplayBuffer):
+            if episode_ids is None:
+                raise SpaceMismatchError("a trajectory host needs the producer's episode ids with every chunk")
+            ids = self._global_episode_ids(state, np.asarray(episode_ids))
+            self.buffer.extend({"step_data": rows, "episode_ids": ids})
+        else:
+            self.buffer.extend(rows)
+        state["seq"] = int(seq)
+        self._producers[producer] = state
+        self.buffer.extra_metadata[PRODUCERS_KEY] = self._producers
+        self.buffer.flush()  # rows and the producer record commit together
+        return True, len(self.buffer)
+
+    def _global_episode_ids(self, state: dict[str, Any], local_ids: np.ndarray) -> np.ndarray:
+        """Global ids for a producer's episode numbers; a new number takes the next global id."""
+        buffer = self.buffer
+        assert isinstance(buffer, TrajectoryReplayBuffer)
+        unique, inverse = np.unique(local_ids, return_inverse=True)
+        mapped = np.empty(len(unique), dtype=np.int64)
+        for position, local in enumerate(unique.tolist()):
+            current = state.get("episode")
+            if current is not None and current[0] == local:
+                mapped[position] = current[1]
+                continue
+            mapped[position] = buffer.current_episode_id
+            state["episode"] = [int(local), int(mapped[position])]
+            buffer.current_episode_id = buffer.current_episode_id + 1
+        dtype = buffer.step_episode_id_buffer.single_space.dtype
+        return mapped[inverse].astype(dtype, copy=False)
+
+    def flush(self) -> int:
+        self.buffer.flush()
+        return len(self.buffer)
+
+    # ------------------------------------------------------------------ reads
+    def get(self, index: Any, with_metadata: bool) -> tuple[Any, Any, int]:
+        """Rows at ``index`` (int, slice or int64 array), their metadata when asked, and the length."""
+        if with_metadata:
+            data, metadata = self.buffer.get_at_with_metadata(index)
+        else:
+            data, metadata = self.buffer.get_at(index), None
+        return data, metadata, len(self.buffer)
+
+    def register_view(self, key: str, make_view: Callable[[BatchBase], BatchBase] | None) -> dict[str, Any]:
+        """Build ``make_view(buffer)`` once (None: the buffer itself) for :meth:`sample`; describe it."""
+        if key not in self._views:
+            self._views[key] = self.buffer if make_view is None else make_view(self.buffer)
+        return self.describe(key)
+
+    def sample(
+        self, key: str, sizes: list[int], seeds: list[int], with_metadata: bool, flat: bool
+    ) -> tuple[list[tuple[Any, Any]], int]:
+        """One batch of ``sizes[i]`` uniform rows of view ``key`` per ``seeds[i]``; and the view's length."""
+        view = self._views[key]
+        length = len(view)
+        if length == 0 and any(sizes):
+            raise IndexError("the remote buffer is empty: nothing to sample yet")
+        read = view._get_flattened if flat else view._get
+        batches = []
+        for size, seed in zip(sizes, seeds, strict=True):
+            index = np.random.default_rng(seed).integers(0, max(length, 1), size, dtype=np.int64)
+            batches.append(read(index, with_metadata))
+        return batches, length
+
+    def close(self) -> None:
+        self.buffer.close()
+
+
+def _open_or_create(spec: BufferSpec) -> ReplayBuffer | TrajectoryReplayBuffer:
+    numpy = backend_from_name("numpy")
+    storage_cls = None if spec.storage is None else storage_class(spec.storage)
+    space = json_to_space(spec.space, numpy)
+    path = spec.cache_path
+    if spec.kind == REPLAY:
+        if path is not None and ReplayBuffer.is_loadable_from(path):
+            return ReplayBuffer.load_from(path, backend=numpy, read_only=False, single_instance_space=space)
+        return ReplayBuffer.create(storage_cls, space, cache_path=path, capacity=spec.capacity, **spec.storage_kwargs)
+    if path is not None and TrajectoryReplayBuffer.is_loadable_from(path):
+        buffer = TrajectoryReplayBuffer.load_from(path, backend=numpy, read_only=False)
+        if buffer.step_data_buffer.single_space != space:
+            raise SpaceMismatchError(f"{path} stores steps of {buffer.step_data_buffer.single_space!r}, not {space!r}")
+        return buffer
+    return TrajectoryReplayBuffer.create(
+        space, storage_cls, step_data_capacity=spec.capacity, cache_path=path, **spec.storage_kwargs
+    )
