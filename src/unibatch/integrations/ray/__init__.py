@@ -14,13 +14,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from unibatch.integrations.ray._host import REPLAY, TRAJECTORY, BufferHost, BufferSpec
+from unibatch.integrations.ray._host import REPLAY, TRAJECTORY, BufferActor, BufferHost, BufferSpec
 from unibatch.integrations.ray.client import RemoteBuffer, ShardedRemoteBuffer, ray_module
 from unibatch.integrations.ray.sampler import RemoteSampler
 from unibatch.spaces import Space, space_to_json
 from unibatch.storages import SpaceStorage
 
 __all__ = [
+    "BufferActor",
     "BufferHost",
     "BufferSpec",
     "RemoteBuffer",
@@ -47,12 +48,12 @@ def serve_buffer(spec: BufferSpec, *, name: str | None = None, **actor_options: 
         "num_cpus": 0,
         "max_restarts": 3 if persistent else 0,
         "max_task_retries": -1 if persistent else 0,
-        "max_concurrency": 1,
+        "max_concurrency": 64,  # an asyncio actor: early chunks wait without blocking the others
     }
     if name is not None:
         options["name"] = name
     options.update(actor_options)
-    return ray.remote(BufferHost).options(**options).remote(spec)
+    return ray.remote(BufferActor).options(**options).remote(spec)
 
 
 def serve_replay_buffer(

@@ -9,6 +9,7 @@ applied, so after a restart from the buffer's directory nothing is lost or dupli
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,9 +89,15 @@ class BufferHost:
         """The last chunk number applied per producer."""
         return {producer: int(state["seq"]) for producer, state in self._producers.items()}
 
+    def next_seq(self, producer: str) -> int:
+        """The chunk number the host applies next for ``producer``."""
+        return int(self._producers.get(producer, {"seq": -1})["seq"]) + 1
+
     # ------------------------------------------------------------------ writes
     def extend(self, producer: str, seq: int, rows: Any, episode_ids: np.ndarray | None = None) -> tuple[bool, int]:
         """Apply chunk ``seq`` of ``producer`` once and commit it; returns ``(applied, length)``.
+
+        Chunks apply in order: ``seq`` must be the next one (:class:`BufferActor` waits for it).
 
         ``episode_ids`` (trajectory buffers): the producer's own episode numbers of the rows,
         non-decreasing; the host maps each to a global episode id in order of arrival.
@@ -98,6 +105,8 @@ class BufferHost:
         state = self._producers.get(producer, {"seq": -1, "episode": None})
         if seq <= state["seq"]:
             return False, len(self.buffer)  # a retried chunk: already committed
+        if seq != state["seq"] + 1:
+            raise ValueError(f"chunk {seq} of producer {producer} arrived before chunk {state['seq'] + 1}")
         state = dict(state)
         if isinstance(self.buffer, TrajectoryReplayBuffer):
             if episode_ids is None:
@@ -184,3 +193,63 @@ def _open_or_create(spec: BufferSpec) -> ReplayBuffer | TrajectoryReplayBuffer:
     return TrajectoryReplayBuffer.create(
         space, storage_cls, step_data_capacity=spec.capacity, cache_path=path, **spec.storage_kwargs
     )
+
+
+class BufferActor:
+    """The Ray actor around a :class:`BufferHost` (an asyncio actor).
+
+    Ray runs a producer's calls in order until the actor dies; calls it retries on a restarted
+    actor may then arrive in any order. A chunk that arrives early waits (without blocking the
+    actor) for the chunks before it, so every producer's rows land in the order they were
+    written and each call returns only once its chunk is committed. A chunk whose predecessor
+    does not come within ``gap_timeout`` seconds (its producer died with calls in flight) is
+    refused, so a dead producer's stream ends in a prefix, never with a hole.
+    """
+
+    def __init__(self, spec: BufferSpec, gap_timeout: float = 60.0) -> None:
+        self.host = BufferHost(spec)
+        self.gap_timeout = gap_timeout
+        self._turn: asyncio.Condition | None = None
+
+    async def extend(self, producer: str, seq: int, rows: Any, episode_ids: np.ndarray | None = None) -> tuple[bool, int]:
+        if self._turn is None:
+            self._turn = asyncio.Condition()
+        async with self._turn:
+            try:
+                await asyncio.wait_for(
+                    self._turn.wait_for(lambda: self.host.next_seq(producer) >= seq), self.gap_timeout
+                )
+            except asyncio.TimeoutError as error:
+                raise TimeoutError(
+                    f"chunk {seq} of producer {producer} waited {self.gap_timeout} s for chunk "
+                    f"{self.host.next_seq(producer)}, which never came; it is not applied"
+                ) from error
+            result = self.host.extend(producer, seq, rows, episode_ids)
+            self._turn.notify_all()
+            return result
+
+    async def describe(self, view_key: str | None = None) -> dict[str, Any]:
+        return self.host.describe(view_key)
+
+    async def length(self) -> int:
+        return self.host.length()
+
+    async def pid(self) -> int:
+        return self.host.pid()
+
+    async def applied(self) -> dict[str, int]:
+        return self.host.applied()
+
+    async def flush(self) -> int:
+        return self.host.flush()
+
+    async def get(self, index: Any, with_metadata: bool) -> tuple[Any, Any, int]:
+        return self.host.get(index, with_metadata)
+
+    async def register_view(self, key: str, make_view: Callable[[BatchBase], BatchBase] | None) -> dict[str, Any]:
+        return self.host.register_view(key, make_view)
+
+    async def sample(
+        self, key: str, sizes: list[int], seeds: list[int], with_metadata: bool, flat: bool
+    ) -> tuple[list[tuple[Any, Any]], int]:
+        return self.host.sample(key, sizes, seeds, with_metadata, flat)
