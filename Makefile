@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-distributed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ $(VENV)/.installed-%: pyproject.toml | $(PY)
 demo: $(VENV)/.installed-demo
 	$(PY) -m unibatch demo
 
+# The distributed tests start servers (Ray, an S3-compatible moto server), so they run in a
+# private network namespace with nothing but loopback: no packet can leave the machine.
+# `unshare -r` maps the user to root inside a new user namespace, so this needs no privileges.
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not distributed"
+	unshare -rn sh -c 'ip link set lo up && RAY_USAGE_STATS_ENABLED=0 exec $(PY) -m pytest -q -m distributed tests/distributed'
 
 lint: $(VENV)/.installed-lint
 	$(PY) -m ruff check src tests

@@ -58,15 +58,19 @@ def window_view():
     return functools.partial(FrameStackedBatch, prefetch_horizon=PREFETCH, get_valid_mask_function=mask)
 
 
-def check_windows(data, metadata):
-    """Count windows whose frames are one episode's consecutive steps where the mask says valid."""
+def check_windows(data, metadata, episodes_from_step_zero=True):
+    """Check every window, return how many: where the mask says valid, a frame is the right step of
+    the last frame's episode; the mask is exactly "the step exists" when episodes start at step 0
+    (else, for pieces cut from episodes, the valid frames end the window without a gap)."""
     tags = np.asarray(data["step_data"]["tag"])  # (B, T, 3)
     valid = np.asarray(metadata["slice_valid_mask"])  # (B, T)
     last = tags[:, -1]
+    assert valid[:, -1].all()
+    assert (np.diff(valid.astype(np.int8), axis=1) >= 0).all(), "an invalid frame after a valid one"
     for frame in range(PREFETCH + 1):
         back = PREFETCH - frame
-        expected_valid = last[:, 2] >= back
-        assert (valid[:, frame] == expected_valid).all(), "a window mask disagrees with the episode steps"
+        if episodes_from_step_zero:
+            assert (valid[:, frame] == (last[:, 2] >= back)).all(), "a window mask disagrees with the episode steps"
         same = tags[valid[:, frame], frame]
         assert (same[:, :2] == last[valid[:, frame], :2]).all(), "a valid frame comes from another episode"
         assert (same[:, 2] == last[valid[:, frame], 2] - back).all(), "a valid frame is not the right step"
