@@ -36,3 +36,7 @@ clean:
 
 bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks --json
+
+# Ray actors against the same buffer in process, inside a private network namespace like the tests.
+bench-distributed: $(VENV)/.installed-test
+	unshare -rn sh -c 'ip link set lo up && RAY_USAGE_STATS_ENABLED=0 exec $(PY) -m benchmarks.distributed --json'

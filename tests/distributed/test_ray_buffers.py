@@ -21,7 +21,11 @@ from unibatch.samplers import StepSampler
 pytestmark = [pytest.mark.distributed, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 ray_api = pytest.importorskip("unibatch.integrations.ray")
-RemoteBuffer, RemoteSampler, ShardedRemoteBuffer = ray_api.RemoteBuffer, ray_api.RemoteSampler, ray_api.ShardedRemoteBuffer
+RemoteBuffer, RemoteSampler, ShardedRemoteBuffer = (
+    ray_api.RemoteBuffer,
+    ray_api.RemoteSampler,
+    ray_api.ShardedRemoteBuffer,
+)
 EPISODES, STEPS, CHUNK = 6, 20, 32
 
 
@@ -74,7 +78,9 @@ def test_two_producers_and_a_learner_exchange_every_row_once(ray_instance, tmp_p
         assert len({(int(p), int(e)) for p, e, _ in rows}) == 1 and rows[:, 2].tolist() == list(range(STEPS))
     assert len(np.unique(ids)) == 2 * EPISODES
     # The handle is a BatchBase: a local window view and a StepSampler work on it unchanged.
-    local = FrameStackedBatch(buffer, prefetch_horizon=2, get_valid_mask_function=window_view().keywords["get_valid_mask_function"])
+    local = FrameStackedBatch(
+        buffer, prefetch_horizon=2, get_valid_mask_function=window_view().keywords["get_valid_mask_function"]
+    )
     windows, window_metadata = local.get_at_with_metadata(np.arange(len(buffer)))
     assert np.asarray(window_metadata["slice_valid_mask"]).sum() == 2 * EPISODES * (3 * STEPS - 3)
     assert StepSampler(buffer, 16, seed=0).sample()["step_data"]["tag"].shape == (16, 3)

@@ -74,7 +74,9 @@ def test_windows_of_pooled_pieces_never_join_two_pieces(s3_server, s3_url):
         writer.extend({k: np.stack([make_row(0, episode, s)[k] for s in range(12)]) for k in ("image", "tag")})
         assert writer.end_episode().length == 12
     assert writer.end_episode() is None  # nothing staged
-    sampler = EpisodePoolSampler(store, 16, pool_steps=24, piece_steps=5, pieces_per_refresh=2, refresh_every=2, view=window_view(), seed=3)
+    sampler = EpisodePoolSampler(
+        store, 16, pool_steps=24, piece_steps=5, pieces_per_refresh=2, refresh_every=2, view=window_view(), seed=3
+    )
     for _ in range(20):
         data, metadata = sampler.sample_with_metadata()
         assert check_windows(data, metadata, episodes_from_step_zero=False) == 16
@@ -92,7 +94,9 @@ def test_a_killed_producer_loses_only_its_unfinished_episode(ray_instance, s3_se
     assert [(e.seq, e.length) for e in store.episodes()] == [(0, STEPS), (1, STEPS)]
     # A writer killed between an episode's data and its marker leaves an unmarked group: invisible,
     # and replaced by the producer's next writer.
-    leftover = ZarrStorage.create(row_space(), capacity=3, cache_path=f"{s3_url}/episodes/p4/00000002", storage_options=s3_server)
+    leftover = ZarrStorage.create(
+        row_space(), capacity=3, cache_path=f"{s3_url}/episodes/p4/00000002", storage_options=s3_server
+    )
     leftover.close()
     assert len(store.episodes()) == 2
     assert ray.get(write.remote(s3_url, s3_server, 4, 1, 5)) == 5
@@ -114,7 +118,9 @@ def test_zarr_storage_on_s3_and_store_checks(s3_server, s3_url):
     assert check_rows(reader.get(np.array([39, 0, 17, 17])))[:, 2].tolist() == [39, 0, 17, 17]
     EpisodeStore.create(f"{s3_url}/episodes", space, storage_options=s3_server)
     assert EpisodeStore.create(f"{s3_url}/episodes", space, storage_options=s3_server).episodes() == []  # reopens
-    other = DictSpace(space.backend, {**dict(space.items()), "extra": BoxSpace(space.backend, 0, 1, np.float32, shape=())})
+    other = DictSpace(
+        space.backend, {**dict(space.items()), "extra": BoxSpace(space.backend, 0, 1, np.float32, shape=())}
+    )
     with pytest.raises(SpaceMismatchError, match="holds episodes of"):
         EpisodeStore.create(f"{s3_url}/episodes", other, storage_options=s3_server)
     with pytest.raises(FileNotFoundError, match="no episode store"):

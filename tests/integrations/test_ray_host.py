@@ -75,7 +75,9 @@ def test_views_are_built_once_and_sampled_from_seeds(tmp_path):
     host = BufferHost(spec("trajectory"))
     host.extend("a", 0, rows(*range(10)), np.array([0] * 5 + [1] * 5))
     mask = FrameStackedBatch.get_valid_mask_function_with_episodeid_key("episode_ids", is_in_metadata=True)
-    info = host.register_view("w", functools.partial(FrameStackedBatch, prefetch_horizon=1, get_valid_mask_function=mask))
+    info = host.register_view(
+        "w", functools.partial(FrameStackedBatch, prefetch_horizon=1, get_valid_mask_function=mask)
+    )
     view_space = json_to_space(info["space"], NUMPY)
     assert info["length"] == 10 and view_space == FrameStackedBatch(host.buffer, prefetch_horizon=1).single_space
     batches, length = host.sample("w", [4, 3], [7, 8], True, False)

@@ -114,7 +114,9 @@ class EpisodePoolSampler(BatchSampler):
         if not episodes or len(self._pulls) >= self.pieces_per_refresh:
             return
         lengths = np.array([episode.length for episode in episodes], dtype=np.float64)
-        chosen = self._rng.choice(len(episodes), size=self.pieces_per_refresh - len(self._pulls), p=lengths / lengths.sum())
+        chosen = self._rng.choice(
+            len(episodes), size=self.pieces_per_refresh - len(self._pulls), p=lengths / lengths.sum()
+        )
         for position in chosen.tolist():
             episode = episodes[position]
             start, stop = self._piece(episode)

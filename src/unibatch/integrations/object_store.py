@@ -99,7 +99,7 @@ class EpisodeStore:
     ) -> EpisodeStore:
         """Create the dataset, or open it when one with the same step space is already there."""
         fs, root = _file_system(url.rstrip("/"), dict(storage_options or {}))
-        document = {
+        document: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "type": STORE_TYPE,
             "step_space": space_to_json(step_space),
@@ -124,8 +124,10 @@ class EpisodeStore:
         storage_options: Mapping[str, Any] | None = None,
         local_cache: str | os.PathLike[str] | None = None,
     ) -> EpisodeStore:
-        """Open an existing dataset; ``local_cache``: a directory for the objects read (never refreshed:
-        episodes are immutable)."""
+        """Open an existing dataset.
+
+        ``local_cache``: a directory for the objects read (never refreshed: episodes are immutable).
+        """
         fs, root = _file_system(url.rstrip("/"), dict(storage_options or {}))
         document = _read_document(fs, root, url)
         space = json_to_space(document["step_space"], backend or backend_from_name("numpy"), device)

@@ -66,8 +66,11 @@ def serve_replay_buffer(
     actor_options: dict[str, Any] | None = None,
     **storage_kwargs: Any,
 ) -> Any:
-    """An actor hosting ``ReplayBuffer.create(storage_cls, single_instance_space, ...)``, or the
-    buffer already committed at ``cache_path`` (a path on the actor's machine)."""
+    """An actor hosting ``ReplayBuffer.create(storage_cls, single_instance_space, ...)``.
+
+    When ``cache_path`` (a path on the actor's machine) already holds a committed buffer, the
+    actor reopens it instead, as it does after a restart.
+    """
     spec = BufferSpec(
         REPLAY,
         space_to_json(single_instance_space),
@@ -89,8 +92,10 @@ def serve_trajectory_buffer(
     actor_options: dict[str, Any] | None = None,
     **storage_kwargs: Any,
 ) -> Any:
-    """An actor hosting ``TrajectoryReplayBuffer.create(step_data_instance_space, ...)`` (steps and
-    episode ids), or the one already committed at ``cache_path``."""
+    """An actor hosting ``TrajectoryReplayBuffer.create(step_data_instance_space, ...)``: steps and episode ids.
+
+    When ``cache_path`` already holds a committed buffer, the actor reopens it instead.
+    """
     spec = BufferSpec(
         TRAJECTORY,
         space_to_json(step_data_instance_space),

@@ -211,7 +211,9 @@ class BufferActor:
         self.gap_timeout = gap_timeout
         self._turn: asyncio.Condition | None = None
 
-    async def extend(self, producer: str, seq: int, rows: Any, episode_ids: np.ndarray | None = None) -> tuple[bool, int]:
+    async def extend(
+        self, producer: str, seq: int, rows: Any, episode_ids: np.ndarray | None = None
+    ) -> tuple[bool, int]:
         if self._turn is None:
             self._turn = asyncio.Condition()
         async with self._turn:

@@ -137,4 +137,3 @@ class ChunkWriter:
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError("a ChunkWriter belongs to one producer process; create a new handle in the other process")
-

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from unibatch._optional import require
 from unibatch._typing import Device
@@ -25,7 +25,7 @@ from unibatch.batches._indexing import NormalizedIndex
 from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
 from unibatch.integrations.ray._host import TRAJECTORY
 from unibatch.integrations.ray._writer import ChunkWriter
-from unibatch.spaces import json_to_space
+from unibatch.spaces import DictSpace, json_to_space
 
 DEFAULT_CHUNK_SIZE = 256
 DEFAULT_FLUSH_INTERVAL = 1.0
@@ -70,7 +70,7 @@ class RemoteBuffer(BatchBase):
     ) -> None:
         ray = ray_module()
         self.actor = actor
-        self._options = {"chunk_size": chunk_size, "flush_interval": flush_interval, "max_in_flight": max_in_flight}
+        self.chunk_size, self.flush_interval, self.max_in_flight = chunk_size, flush_interval, max_in_flight
         self._client_backend = backend or backend_from_name("numpy")
         self._device = device
         self.length_refresh = length_refresh
@@ -79,7 +79,8 @@ class RemoteBuffer(BatchBase):
         self.capacity: int | None = info["capacity"]
         space = json_to_space(info["space"], self._client_backend, device)
         metadata = info["metadata_space"]
-        super().__init__(space, None if metadata is None else json_to_space(metadata, self._client_backend, device))
+        metadata_space = None if metadata is None else json_to_space(metadata, self._client_backend, device)
+        super().__init__(space, cast(DictSpace | None, metadata_space))
         self.row_space = json_to_space(info["row_space"], self._client_backend, device)
         self._length, self._length_time = int(info["length"]), time.monotonic()
         self._writer: ChunkWriter | None = None
@@ -125,7 +126,13 @@ class RemoteBuffer(BatchBase):
         """This process's producer state (created on first write)."""
         if self._writer is None:
             self._writer = ChunkWriter(
-                self.actor, self.row_space, self.is_trajectory, **self._options, on_reply=self.note_length
+                self.actor,
+                self.row_space,
+                self.is_trajectory,
+                self.chunk_size,
+                self.flush_interval,
+                self.max_in_flight,
+                on_reply=self.note_length,
             )
         return self._writer
 

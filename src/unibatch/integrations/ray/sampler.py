@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optree
@@ -55,7 +55,9 @@ class RemoteSampler(BatchSampler):
         calls_in_flight: int = 2,
     ) -> None:
         if batches_per_call <= 0 or calls_in_flight <= 0:
-            raise ValueError(f"batches_per_call and calls_in_flight must be positive, got {batches_per_call}, {calls_in_flight}")
+            raise ValueError(
+                f"batches_per_call and calls_in_flight must be positive, got {batches_per_call}, {calls_in_flight}"
+            )
         ray = ray_module()
         self.shards: list[RemoteBuffer] = list(data.shards) if isinstance(data, ShardedRemoteBuffer) else [data]
         self._view_key = uuid.uuid4().hex
@@ -69,7 +71,7 @@ class RemoteSampler(BatchSampler):
         self._lengths = [int(info["length"]) for info in infos]
         self.batches_per_call = batches_per_call
         self.calls_in_flight = calls_in_flight
-        self._seed = int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0] >> 1)
+        self._stream_seed = int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0] >> 1)
         self._request = 0
         self.data_rng = first.backend.random_number_generator(seed)  # epoch_iter permutations
         self._pending: dict[tuple[bool, bool], deque[Any]] = {}
@@ -88,8 +90,9 @@ class RemoteSampler(BatchSampler):
 
     def manual_seed(self, seed: int) -> None:
         """Restart the request stream from ``seed``; batches already fetched or in flight are dropped."""
-        self._seed = int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0] >> 1)
+        self._stream_seed = int(np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0] >> 1)
         self._request = 0
+        self.data_rng = self.backend.random_number_generator(seed)
         self._pending.clear()
         self._ready.clear()
         self._epoch = None
@@ -98,7 +101,7 @@ class RemoteSampler(BatchSampler):
     def _submit(self, kind: tuple[bool, bool]) -> None:
         """Send one request: ``batches_per_call`` batches, split between the shards by length."""
         flat, with_metadata = kind
-        rng = np.random.default_rng([self._seed, self._request])
+        rng = np.random.default_rng([self._stream_seed, self._request])
         self._request += 1
         count = self.batches_per_call
         if len(self.shards) == 1:
@@ -110,9 +113,7 @@ class RemoteSampler(BatchSampler):
             sizes = rng.multinomial(self.batch_size, [length / total for length in self._lengths], size=count)
         seeds = rng.integers(0, SEED_BOUND, size=sizes.shape, dtype=np.int64)
         refs = [
-            shard.actor.sample.remote(
-                self._view_key, sizes[:, s].tolist(), seeds[:, s].tolist(), with_metadata, flat
-            )
+            shard.actor.sample.remote(self._view_key, sizes[:, s].tolist(), seeds[:, s].tolist(), with_metadata, flat)
             for s, shard in enumerate(self.shards)
         ]
         self._pending.setdefault(kind, deque()).append(refs)
@@ -163,8 +164,12 @@ def _concatenate(parts: list[tuple[Any, Metadata]]) -> tuple[Any, Metadata]:
     """One batch from the shards' parts (a single part is returned as it is: zero-copy)."""
     if len(parts) == 1:
         return parts[0]
-    data = optree.tree_map(lambda *leaves: np.concatenate(leaves), *[part[0] for part in parts], none_is_leaf=False)
+    data: Any = optree.tree_map(_join, *[part[0] for part in parts])
     if parts[0][1] is None:
         return data, None
-    metadata = optree.tree_map(lambda *leaves: np.concatenate(leaves), *[part[1] for part in parts])
+    metadata: Any = optree.tree_map(_join, *[cast(Any, part[1]) for part in parts])
     return data, metadata
+
+
+def _join(*leaves: np.ndarray) -> np.ndarray:
+    return np.concatenate(leaves)
