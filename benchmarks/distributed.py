@@ -4,9 +4,10 @@ Run it in a private network namespace (``make bench-distributed`` does). Two wor
 the state-only and the image transitions of DESIGN.md §6, in a persistent memmap ``ReplayBuffer``:
 
 * **append**: 2 producer processes append ``--rows`` rows each, one ``append`` at a time, through
-  ``RemoteBuffer`` handles (chunks of ``--chunk`` rows, 4 in flight, every chunk committed by the
-  actor), against one process appending the same rows to the same kind of buffer and committing
-  (``flush``) every chunk. Rows/s of all producers together.
+  ``RemoteBuffer`` handles (chunks of ``--chunks`` rows, 4 in flight, every chunk committed by the
+  actor before it is acknowledged), against one process appending the same rows to the same kind
+  of buffer and committing (``flush``) every chunk; and the 2 producers again with one ``extend``
+  of all their rows (shipped in the same chunks). Rows/s of all producers together.
 * **sample**: one learner draws batches of 256 through a ``RemoteSampler`` (4 batches per call,
   2 calls in flight), through a ``StepSampler`` on the ``RemoteBuffer`` (one round trip per
   batch), and with a ``StepSampler`` on the buffer in process. Batches/s.
@@ -52,18 +53,22 @@ class Producer:
     def __init__(self, buffer: Any, image: bool, rows: int) -> None:
         self.buffer = buffer
         self.rows = rows_of(image, rows)
+        self.batch = data.transitions(0, rows, image, np.random.default_rng(0))
 
     def ready(self) -> bool:
         return True
 
-    def run(self) -> int:
-        for row in self.rows:
-            self.buffer.append(row)
+    def run(self, batched: bool) -> int:
+        if batched:  # whole chunks at once, as a vectorised environment or a recorded episode gives them
+            self.buffer.extend(self.batch)
+        else:
+            for row in self.rows:
+                self.buffer.append(row)
         self.buffer.flush()
         return len(self.rows)
 
 
-def append_remote(ray: Any, image: bool, rows: int, chunk: int, root: Path) -> float:
+def append_remote(ray: Any, image: bool, rows: int, chunk: int, root: Path, batched: bool = False) -> float:
     from unibatch.integrations.ray import RemoteBuffer, serve_replay_buffer
 
     actor = serve_replay_buffer(data.transition_space(NUMPY, image), cache_path=root / "remote", capacity=None)
@@ -71,7 +76,7 @@ def append_remote(ray: Any, image: bool, rows: int, chunk: int, root: Path) -> f
     producers = [ray.remote(Producer).options(num_cpus=0).remote(buffer, image, rows) for _ in range(2)]
     ray.get([producer.ready.remote() for producer in producers])  # processes up, rows made
     start = time.perf_counter()
-    total = sum(ray.get([producer.run.remote() for producer in producers]))
+    total = sum(ray.get([producer.run.remote(batched) for producer in producers]))
     seconds = time.perf_counter() - start
     assert len(buffer) == total == 2 * rows
     for producer in producers:
@@ -161,6 +166,10 @@ def main() -> int:
                 for name, run in (
                     (f"2 producers -> actor, chunk {chunk}", functools.partial(append_remote, ray, image, rows, chunk)),
                     (f"1 process, flush every {chunk}", functools.partial(append_local, image, rows, chunk)),
+                    (
+                        f"2 producers extend -> actor, chunk {chunk}",
+                        functools.partial(append_remote, ray, image, rows, chunk, batched=True),
+                    ),
                 ):
                     spread = []
                     for repeat in range(arguments.repeats):

@@ -49,9 +49,19 @@ def test_exact_values_give_their_leaves_in_flat_order(backend):
         lambda v: {**v, "obs": {"state": np.zeros(3, np.float64)}},
         lambda v: {**v, "pair": list(v["pair"])},
         lambda v: {**v, "reward": 1},
+        lambda v: {**v, "reward": np.float64(1.0)},
         lambda v: [v],
     ],
-    ids=["extra key", "missing key", "shape", "dtype", "list for tuple", "int for float", "not a dict"],
+    ids=[
+        "extra key",
+        "missing key",
+        "shape",
+        "dtype",
+        "list for tuple",
+        "int for float",
+        "other numpy scalar",
+        "not a dict",
+    ],
 )
 def test_anything_not_exact_goes_to_the_detailed_check(change):
     from unibatch.backends import backend_from_name
@@ -82,3 +92,18 @@ def test_append_fast_and_detailed_paths_write_the_same_rows(backend):
     with pytest.raises(SpaceMismatchError, match="obs/state"):
         buffer.append({**value, "obs": {"state": backend.asarray(np.zeros(4, np.float32))}})
     assert len(buffer) == 2  # the failed append left the buffer as it was
+
+
+def test_numpy_scalars_of_the_leaf_dtype_are_exact_on_numpy():
+    """Indexing a NumPy batch gives NumPy scalars (``batch["reward"][i]``): they take the fast path."""
+    from unibatch.backends import backend_from_name
+
+    backend = backend_from_name("numpy")
+    value = {**step(backend, 3), "reward": np.float32(0.5), "pair": (np.array([3, 4], np.int32), np.bool_(True))}
+    leaves = exact_leaves(step_space(backend))(value)
+    assert leaves is not None and leaves[2] is value["pair"][1] and leaves[3] is value["reward"]
+    buffer = ReplayBuffer.create(None, step_space(backend), capacity=2)
+    buffer.append(value)
+    assert_tree_equal(
+        buffer[0], {**value, "reward": np.asarray(0.5, np.float32), "pair": (value["pair"][0], np.asarray(True))}
+    )

@@ -2,10 +2,11 @@
 
 ``exact_leaves(space)`` compiles, once per space, a function that takes one value and returns
 its leaves in flat order when every leaf is *exactly* what the space stores (the backend's array
-type with the space's shape and dtype, or a Python ``float``/``bool`` for a scalar leaf of that
-kind) and the dicts have exactly the space's keys. Anything else returns None and the caller
-runs the detailed check (:func:`~unibatch.spaces.check_data`), which accepts every valid value
-and explains every invalid one. The compiled function is straight-line code: no tree walk, no
+type with the space's shape and dtype, or for a scalar leaf a Python ``float``/``bool`` of its
+kind or, on NumPy, the NumPy scalar of its dtype) and the dicts have exactly the space's keys.
+Anything else returns None and the caller runs the detailed check
+(:func:`~unibatch.spaces.check_data`), which accepts every valid value and explains every
+invalid one. The compiled function is straight-line code: no tree walk, no
 per-leaf function calls, which is what a 10 µs budget per step needs.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from unibatch.spaces._space import Space
 from unibatch.spaces.binary import BinarySpace
@@ -69,8 +72,7 @@ def _compile(space: Space) -> LeafExtractor | None:
             f" and {variable}.dtype is {constant(node.dtype)}"
             f" and tuple({variable}.shape) == {tuple(node.shape)!r})"
         )
-        scalar_type = _scalar_type(node)
-        if scalar_type is not None:
+        for scalar_type in _scalar_types(node):
             array_check = f"(type({variable}) is {constant(scalar_type)} or {array_check})"
         lines.append(f"if not {array_check}: return None")
         leaves.append(variable)
@@ -93,13 +95,20 @@ def _compile(space: Space) -> LeafExtractor | None:
     return extract
 
 
-def _scalar_type(node: Space) -> type | None:
-    """The Python scalar type a shape-``()`` leaf accepts exactly (``float`` for floats, ``bool`` for booleans)."""
+def _scalar_types(node: Space) -> list[type]:
+    """The scalar types a shape-``()`` leaf accepts exactly.
+
+    ``float`` for floats, ``bool`` for booleans, and on NumPy the NumPy scalar of the leaf's own
+    dtype (``np.float32``: what indexing a NumPy batch gives).
+    """
     if tuple(node.shape or ()) != ():
-        return None
+        return []
     backend = node.backend
+    types: list[type] = []
     if isinstance(node, BinarySpace) or backend.dtype_is_boolean(node.dtype):
-        return bool
-    if backend.dtype_is_real_floating(node.dtype):
-        return float
-    return None
+        types.append(bool)
+    elif backend.dtype_is_real_floating(node.dtype):
+        types.append(float)
+    if backend.simplified_name == "numpy":
+        types.append(np.dtype(node.dtype).type)
+    return types

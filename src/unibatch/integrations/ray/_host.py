@@ -10,6 +10,7 @@ applied, so after a restart from the buffer's directory nothing is lost or dupli
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,10 +95,13 @@ class BufferHost:
         return int(self._producers.get(producer, {"seq": -1})["seq"]) + 1
 
     # ------------------------------------------------------------------ writes
-    def extend(self, producer: str, seq: int, rows: Any, episode_ids: np.ndarray | None = None) -> tuple[bool, int]:
-        """Apply chunk ``seq`` of ``producer`` once and commit it; returns ``(applied, length)``.
+    def extend(
+        self, producer: str, seq: int, rows: Any, episode_ids: np.ndarray | None = None, commit: bool = True
+    ) -> tuple[bool, int]:
+        """Apply chunk ``seq`` of ``producer`` once and (unless ``commit=False``) commit; returns ``(applied, length)``.
 
         Chunks apply in order: ``seq`` must be the next one (:class:`BufferActor` waits for it).
+        With ``commit=False`` the caller commits later (:meth:`commit`), for several chunks at once.
 
         ``episode_ids`` (trajectory buffers): the producer's own episode numbers of the rows,
         non-decreasing; the host maps each to a global episode id in order of arrival.
@@ -117,9 +121,19 @@ class BufferHost:
             self.buffer.extend(rows)
         state["seq"] = int(seq)
         self._producers[producer] = state
-        self.buffer.extra_metadata[PRODUCERS_KEY] = self._producers
-        self.buffer.flush()  # rows and the producer record commit together
+        if commit:
+            self.commit()
         return True, len(self.buffer)
+
+    def commit(self) -> None:
+        """Commit the rows applied so far together with the producer records that describe them.
+
+        The buffer's ``extra_metadata`` only ever holds records of committed chunks: a commit the
+        buffer makes by itself (a full ring dropping its oldest rows) must not record chunks whose
+        rows it does not commit.
+        """
+        self.buffer.extra_metadata[PRODUCERS_KEY] = copy.deepcopy(self._producers)
+        self.buffer.flush()
 
     def _global_episode_ids(self, state: dict[str, Any], local_ids: np.ndarray) -> np.ndarray:
         """Global ids for a producer's episode numbers; a new number takes the next global id."""
@@ -139,7 +153,7 @@ class BufferHost:
         return mapped[inverse].astype(dtype, copy=False)
 
     def flush(self) -> int:
-        self.buffer.flush()
+        self.commit()
         return len(self.buffer)
 
     # ------------------------------------------------------------------ reads
@@ -201,15 +215,19 @@ class BufferActor:
     Ray runs a producer's calls in order until the actor dies; calls it retries on a restarted
     actor may then arrive in any order. A chunk that arrives early waits (without blocking the
     actor) for the chunks before it, so every producer's rows land in the order they were
-    written and each call returns only once its chunk is committed. A chunk whose predecessor
-    does not come within ``gap_timeout`` seconds (its producer died with calls in flight) is
-    refused, so a dead producer's stream ends in a prefix, never with a hole.
+    written. A chunk whose predecessor does not come within ``gap_timeout`` seconds (its producer
+    died with calls in flight) is refused, so a dead producer's stream ends in a prefix, never
+    with a hole. Commits are grouped: the chunks that arrived together are applied, committed
+    once, and then all acknowledged; a call returns only once its chunk is committed.
     """
 
     def __init__(self, spec: BufferSpec, gap_timeout: float = 60.0) -> None:
         self.host = BufferHost(spec)
         self.gap_timeout = gap_timeout
         self._turn: asyncio.Condition | None = None
+        self._applied = 0  # chunks applied so far (a ticket per chunk)
+        self._committed = 0  # chunks covered by the last commit
+        self._commit_task: asyncio.Future[None] | None = None
 
     async def extend(
         self, producer: str, seq: int, rows: Any, episode_ids: np.ndarray | None = None
@@ -226,9 +244,40 @@ class BufferActor:
                     f"chunk {seq} of producer {producer} waited {self.gap_timeout} s for chunk "
                     f"{self.host.next_seq(producer)}, which never came; it is not applied"
                 ) from error
-            result = self.host.extend(producer, seq, rows, episode_ids)
+            applied, _ = self.host.extend(producer, seq, rows, episode_ids, commit=False)
+            self._applied += applied
+            ticket = self._applied  # a retried chunk waits for the commit of what is applied too
             self._turn.notify_all()
-            return result
+        await self._committed_through(ticket)
+        return applied, self.host.length()
+
+    async def _committed_through(self, ticket: int) -> None:
+        while self._committed < ticket:
+            if self._commit_task is None:
+                self._commit_task = asyncio.ensure_future(self._group_commit())
+            await asyncio.shield(self._commit_task)
+
+    async def _group_commit(self) -> None:
+        try:
+            await self._settle()
+            target = self._applied
+            self.host.commit()
+            self._committed = target
+        finally:
+            self._commit_task = None
+
+    async def _settle(self, passes: int = 64) -> None:
+        """Yield to the calls already received until a few turns pass with no chunk applied.
+
+        They then share the coming commit (bounded: a steady stream still commits).
+        """
+        quiet = 0
+        for _ in range(passes):
+            before = self._applied
+            await asyncio.sleep(0)
+            quiet = quiet + 1 if self._applied == before else 0
+            if quiet >= 3:
+                return
 
     async def describe(self, view_key: str | None = None) -> dict[str, Any]:
         return self.host.describe(view_key)
