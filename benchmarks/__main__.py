@@ -3,7 +3,8 @@
 For each backend (NumPy, PyTorch), data variant (image dict at 50k steps, state-only dict at 1M)
 and storage (memory, memmap) it fills a ring buffer once, then runs W1 (append), W1b (extend
 1000), W2 (uniform sample B=256) and W3 (windows B=256 T=16 with episode masks), each
-interleaved with its floor; W4 (reopen + warm sample) runs on the memmap buffers and W5
+interleaved with its floor, and W2/W3 again with ``StepSampler(reuse_outputs=2)`` ("W2 reuse",
+"W3 reuse": outputs written into reused buffers, as the floor does); W4 (reopen + warm sample) runs on the memmap buffers and W5
 (MultiprocessingSampler) once on the NumPy image buffer. Prints one text line per workload
 and, with ``--json``, one JSON line each (workload, variant, storage, backend, median,
 floor_median, ratio, target, meets_target). A memory-bandwidth reference comes first.
@@ -67,8 +68,8 @@ def main() -> int:
                         [
                             append.run_append(buffer, image, storage_name, name, calls * 200),
                             append.run_extend(buffer, image, storage_name, name, max(calls // 4, 2)),
-                            uniform.run(buffer, image, storage_name, name, calls * 10),
-                            windows.run(buffer, image, storage_name, name, calls),
+                            *uniform.run(buffer, image, storage_name, name, calls * 10),
+                            *windows.run(buffer, image, storage_name, name, calls),
                         ],
                         arguments.json,
                     )

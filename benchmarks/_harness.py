@@ -22,6 +22,10 @@ TARGETS: dict[tuple[str, str], float] = {
     ("W2", "small"): 1.5,
     ("W3", "image"): 1.3,
     ("W3", "small"): 2.0,
+    ("W2 reuse", "image"): 1.1,
+    ("W2 reuse", "small"): 1.5,
+    ("W3 reuse", "image"): 1.3,
+    ("W3 reuse", "small"): 2.0,
     ("W4", "image"): 1.5,
     ("W4", "small"): 1.5,
 }

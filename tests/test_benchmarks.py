@@ -26,7 +26,9 @@ def test_every_workload_prints_a_json_line_with_the_required_fields():
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     bandwidth = [line for line in lines if line["workload"] == "bandwidth"]
     assert len(bandwidth) == 1 and bandwidth[0]["gb_per_s"] > 0
-    measured = [line for line in lines if line["workload"] in {"W1", "W1b", "W2", "W3", "W4", "W5"}]
+    measured = [
+        line for line in lines if line["workload"] in {"W1", "W1b", "W2", "W3", "W2 reuse", "W3 reuse", "W4", "W5"}
+    ]
     for line in measured:
         assert set(line) >= REQUIRED, line
         assert line["median"] > 0 and line["floor_median"] > 0
@@ -34,7 +36,7 @@ def test_every_workload_prints_a_json_line_with_the_required_fields():
     for backend in ("numpy", "pytorch"):
         for variant in ("image", "small"):
             for storage in ("memory", "memmap"):
-                for workload in ("W1", "W1b", "W2", "W3"):
+                for workload in ("W1", "W1b", "W2", "W3", "W2 reuse", "W3 reuse"):
                     assert (workload, variant, storage, backend) in seen
             assert ("W4", variant, "memmap", backend) in seen
     assert {line["variant"] for line in measured if line["workload"] == "W5"} == {"image-1-workers", "image-2-workers"}

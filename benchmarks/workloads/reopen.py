@@ -25,7 +25,7 @@ def run(path: Path, image: bool, backend: ComputeBackend, calls: int, repeats: i
         times.append(time.perf_counter() - start)
         buffer.close()
     buffer = ReplayBuffer.load_from(path, backend=backend)
-    result = uniform.run(buffer, image, "memmap", backend.simplified_name, calls)
+    (result,) = uniform.run(buffer, image, "memmap", backend.simplified_name, calls, with_reuse=False)
     result.workload = "W4"
     buffer.close()
     variant = "image" if image else "small"

@@ -9,9 +9,13 @@ from benchmarks.workloads.data import row_bytes
 from unibatch import ReplayBuffer, StepSampler
 
 BATCH = 256
+REUSED = "W2 reuse"
+"""The same workload with ``StepSampler(reuse_outputs=2)``: outputs written into reused buffers."""
 
 
-def run(buffer: ReplayBuffer, image: bool, storage: str, backend: str, calls: int) -> Result:
+def run(
+    buffer: ReplayBuffer, image: bool, storage: str, backend: str, calls: int, with_reuse: bool = True
+) -> list[Result]:
     n = len(buffer)
     rng = np.random.default_rng(0)
     floor_rows = np.ones((n, row_bytes(image)), np.uint8)
@@ -20,9 +24,9 @@ def run(buffer: ReplayBuffer, image: bool, storage: str, backend: str, calls: in
     def floor() -> None:
         np.take(floor_rows, rng.integers(0, n, BATCH), axis=0, out=out, mode="clip")
 
-    sampler = StepSampler(buffer, BATCH, seed=0)
-
-    def workload() -> None:
-        sampler.sample()
-
-    return compare("W2", "image" if image else "small", storage, backend, workload, floor, calls)
+    results = []
+    for workload_name, reuse in (("W2", 0), (REUSED, 2))[: 2 if with_reuse else 1]:
+        sampler = StepSampler(buffer, BATCH, seed=0, reuse_outputs=reuse)
+        variant = "image" if image else "small"
+        results.append(compare(workload_name, variant, storage, backend, sampler.sample, floor, calls))
+    return results

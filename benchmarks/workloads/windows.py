@@ -9,9 +9,11 @@ from benchmarks.workloads.data import row_bytes
 from unibatch import FrameStackedBatch, ReplayBuffer, StepSampler
 
 BATCH, FRAMES = 256, 16
+REUSED = "W3 reuse"
+"""The same workload with ``StepSampler(reuse_outputs=2)``: outputs written into reused buffers."""
 
 
-def run(buffer: ReplayBuffer, image: bool, storage: str, backend: str, calls: int) -> Result:
+def run(buffer: ReplayBuffer, image: bool, storage: str, backend: str, calls: int) -> list[Result]:
     n = len(buffer)
     mask = FrameStackedBatch.get_valid_mask_function_with_episodeid_key("episode_id")
     windows = FrameStackedBatch(buffer, prefetch_horizon=FRAMES - 1, get_valid_mask_function=mask)
@@ -24,9 +26,9 @@ def run(buffer: ReplayBuffer, image: bool, storage: str, backend: str, calls: in
         index = (rng.integers(0, n, BATCH)[:, None] + offsets).reshape(-1)
         np.take(floor_rows, index, axis=0, out=out, mode="clip")
 
-    sampler = StepSampler(windows, BATCH, seed=0)
-
-    def workload() -> None:
-        sampler.sample_with_metadata()
-
-    return compare("W3", "image" if image else "small", storage, backend, workload, floor, calls)
+    results = []
+    for workload_name, reuse in (("W3", 0), (REUSED, 2)):
+        sampler = StepSampler(windows, BATCH, seed=0, reuse_outputs=reuse)
+        variant = "image" if image else "small"
+        results.append(compare(workload_name, variant, storage, backend, sampler.sample_with_metadata, floor, calls))
+    return results

@@ -32,6 +32,7 @@ from unibatch.batches._indexing import NormalizedIndex
 from unibatch.errors import SpaceMismatchError
 from unibatch.samplers._indices import epoch_slices, uniform_indices
 from unibatch.spaces import DictSpace, Space, batch_space
+from unibatch.storages._outputs import OutputArena, arena_context
 
 
 class BatchSampler(
@@ -58,6 +59,8 @@ class BatchSampler(
     is_mutable = False
     rng: Any = None
     data_rng: Any = None
+    output_arena: OutputArena | None = None
+    """Set by ``reuse_outputs=N``: storage gathers write into buffers reused every N calls."""
 
     def __init__(
         self, single_space: Space, single_metadata_space: DictSpace | None = None, batch_size: int = 1
@@ -129,18 +132,22 @@ class BatchSampler(
     # ------------------------------------------------------------------ sampling
     def sample(self) -> Any:
         """One structured batch (``sampled_space``)."""
-        return self._output(self.data._get(self.sample_index(), False)[0])
+        with arena_context(self.output_arena):
+            return self._output(self.data._get(self.sample_index(), False)[0])
 
     def sample_with_metadata(self) -> tuple[Any, Metadata]:
-        data, metadata = self.data._get(self.sample_index(), True)
+        with arena_context(self.output_arena):
+            data, metadata = self.data._get(self.sample_index(), True)
         return self._output(data), self._output(metadata)
 
     def sample_flat(self) -> Any:
         """One batch flattened to ``(batch_size, D)``."""
-        return self._output(self.data._get_flattened(self.sample_index(), False)[0])
+        with arena_context(self.output_arena):
+            return self._output(self.data._get_flattened(self.sample_index(), False)[0])
 
     def sample_flat_with_metadata(self) -> tuple[Any, Metadata]:
-        data, metadata = self.data._get_flattened(self.sample_index(), True)
+        with arena_context(self.output_arena):
+            data, metadata = self.data._get_flattened(self.sample_index(), True)
         return self._output(data), self._output(metadata)
 
     def _output(self, tree: Any) -> Any:
@@ -164,7 +171,8 @@ class BatchSampler(
         for part in epoch_slices(len(permutation), self.batch_size, epoch["position"]):
             index = backend.asarray(permutation[part], dtype=backend.default_index_dtype, device=self.data.device)
             read = self.data._get_flattened if flat else self.data._get
-            data, metadata = read(index, with_metadata)
+            with arena_context(self.output_arena):
+                data, metadata = read(index, with_metadata)
             epoch["position"] = part.stop
             if part.stop >= len(permutation):
                 self._epoch = None

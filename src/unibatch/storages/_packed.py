@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from unibatch.storages._leaves import Leaf
+from unibatch.storages._outputs import take_rows
 
 PACKED_LEAF_LIMIT = 1024
 """Leaves of at most this many bytes per row are packed (a 39-float state is 156 bytes)."""
@@ -104,11 +105,11 @@ class PackedRows:
     def gather(self, rows: np.ndarray, index: np.ndarray, positions: Sequence[int]) -> list[np.ndarray]:
         """The leaves ``positions`` at ``index``: one gather of whole rows, then a strided view per leaf.
 
-        The views share one fresh block (nothing else references it); they are not C-contiguous
+        The views share one block, fresh or the active output arena's; they are not C-contiguous
         (``np.ascontiguousarray``/``.contiguous()`` copies when a consumer needs that).
         """
         whole = rows.view(np.uint8).reshape(rows.shape[0], self.dtype.itemsize)
-        taken = whole.take(index, axis=0).view(self.dtype).reshape(-1)
+        taken = take_rows(whole, index).view(self.dtype).reshape(-1)
         return [taken[f"f{position}"] for position in positions]
 
 
@@ -126,7 +127,7 @@ def read_host_rows(
     """
     if isinstance(index, np.ndarray):
         gathered = packing.read(packed, arrays, positions, index) if packing is not None and packed is not None else {}
-        return [gathered[p] if p in gathered else arrays[p].take(index, axis=0) for p in positions]
+        return [gathered[p] if p in gathered else take_rows(arrays[p], index) for p in positions]
     return [copy_rows(arrays[p], index) for p in positions]
 
 

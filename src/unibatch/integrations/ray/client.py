@@ -241,6 +241,11 @@ class ShardedRemoteBuffer(BatchBase):
     def close(self) -> None:
         self.flush()
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A copy in another process is another producer: it starts on a shard of its own choosing."""
+        self.__dict__.update(state)
+        self._shard = random.randrange(len(self.shards))
+
     def __repr__(self) -> str:
         return f"ShardedRemoteBuffer(kind={self.kind!r}, shards={len(self.shards)})"
 
