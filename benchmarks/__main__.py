@@ -4,8 +4,9 @@ For each backend (NumPy, PyTorch), data variant (image dict at 50k steps, state-
 and storage (memory, memmap) it fills a ring buffer once, then runs W1 (append), W1b (extend
 1000), W2 (uniform sample B=256) and W3 (windows B=256 T=16 with episode masks), each
 interleaved with its floor, and W2/W3 again with ``StepSampler(reuse_outputs=2)`` ("W2 reuse",
-"W3 reuse": outputs written into reused buffers, as the floor does); W4 (reopen + warm sample) runs on the memmap buffers and W5
-(MultiprocessingSampler) once on the NumPy image buffer. Prints one text line per workload
+"W3 reuse": outputs written into reused buffers, as the floor does); W4 (reopen + warm
+sample) runs on the memmap buffers and W5 (MultiprocessingSampler) once on the NumPy image
+buffer. Prints one text line per workload
 and, with ``--json``, one JSON line each (workload, variant, storage, backend, median,
 floor_median, ratio, target, meets_target). A memory-bandwidth reference comes first.
 """
