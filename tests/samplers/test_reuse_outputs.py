@@ -61,10 +61,10 @@ def test_a_batch_stays_valid_for_n_calls_then_its_buffers_are_reused(tmp_path):
 def test_take_rows_uses_the_arena_only_while_it_is_active():
     rows = np.arange(20).reshape(10, 2)
     arena = OutputArena(1)
-    with arena.active():
+    with arena:
         inside = take_rows(rows, np.array([3, 1]))
     outside = take_rows(rows, np.array([3, 1]))
-    with arena.active():
+    with arena:
         again = take_rows(rows, np.array([0, 0]))
     assert again is inside and outside is not inside and outside.tolist() == [[6, 7], [2, 3]]
     assert take_rows(np.array(["a", "b"], dtype=object), np.array([1])).tolist() == ["b"]

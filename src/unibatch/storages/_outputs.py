@@ -3,7 +3,7 @@
 A fresh result costs page faults: the kernel zeroes every new page, about 7 ms for an 87 MB window
 batch, as much as the gather itself. A sampler made with ``reuse_outputs=N`` owns an
 :class:`OutputArena` and activates it (a context variable) while it reads: host gathers of rows
-(``take_rows``) then write into the arena's buffers. The k-th gather of a call uses slot
+(:func:`take_rows`) then write into the arena's buffers. The k-th gather of a call uses slot
 ``(call % N, k)``, so the arrays of a call stay valid until N more calls have been made.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -28,21 +27,21 @@ class OutputArena:
         self._call = -1
         self._position = 0
         self._buffers: dict[tuple[int, int], np.ndarray] = {}
+        self._tokens: list[contextvars.Token[OutputArena | None]] = []
 
     def __getstate__(self) -> dict[str, object]:
         """A pickled sampler (a worker process) starts with no buffers."""
-        return {"calls": self.calls, "_call": -1, "_position": 0, "_buffers": {}}
+        return {"calls": self.calls, "_call": -1, "_position": 0, "_buffers": {}, "_tokens": []}
 
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        """Within this block (one read), gathers write into this arena's buffers of the next call slot."""
+    def __enter__(self) -> OutputArena:
+        """Within ``with arena:`` (one read), gathers write into the buffers of the next call slot."""
         self._call += 1
         self._position = 0
-        token = _ACTIVE.set(self)
-        try:
-            yield
-        finally:
-            _ACTIVE.reset(token)
+        self._tokens.append(_ACTIVE.set(self))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _ACTIVE.reset(self._tokens.pop())
 
     def buffer(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """The next buffer of this call, reallocated only when its shape or dtype changed."""
@@ -67,6 +66,9 @@ def take_rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.take(array, index, axis=0, out=out, mode="clip")
 
 
-def arena_context(arena: OutputArena | None) -> contextlib.AbstractContextManager[None]:
-    """``arena.active()``, or a no-op without an arena."""
-    return contextlib.nullcontext() if arena is None else arena.active()
+_NO_ARENA = contextlib.nullcontext()
+
+
+def arena_context(arena: OutputArena | None) -> contextlib.AbstractContextManager[object]:
+    """The arena itself as a context manager, or a shared no-op without one (no allocation per call)."""
+    return _NO_ARENA if arena is None else arena
