@@ -130,6 +130,7 @@ def test_seed_checkpoint_close_and_pickled_size(tmp_path):
 
 
 def test_interleaved_epochs_and_samples_never_share_a_slot(tmp_path):
+    from unibatch.samplers._indices import uniform_indices
     from unibatch.samplers._worker import request_seed
 
     buffer = memmap_buffer(tmp_path)
@@ -143,6 +144,47 @@ def test_interleaved_epochs_and_samples_never_share_a_slot(tmp_path):
         next(epoch)
         second = sampler.sample()  # prefetched before the epoch started: its slot was never lent out
         rng = NUMPY.random_number_generator(request_seed(21, 1))
-        assert xs(second) == NUMPY.random_discrete_uniform((8,), 0, 64, rng=rng)[1].tolist()
+        assert xs(second) == uniform_indices(NUMPY, rng, 64, 8)[1].tolist()  # what the workers draw
         del epoch  # an abandoned epoch: its slots come back when their results arrive
         assert len(list(sampler.epoch_iter())) == 8
+
+
+def test_sample_index_names_the_next_batch_and_reuse_outputs_gives_the_same_batches(tmp_path):
+    buffer = memmap_buffer(tmp_path)
+    streams = []
+    for reuse in (0, 1):
+        with MultiprocessingSampler(StepSampler(buffer, 8, seed=4, reuse_outputs=reuse), 2, 2) as sampler:
+            expected = to_numpy(sampler.sample_index()).tolist()
+            batches = [xs(sampler.sample()) for _ in range(4)]
+            assert batches[0] == expected  # the parent computes what a worker draws
+            streams.append(batches)
+    assert streams[0] == streams[1]
+
+
+def test_few_unreceived_tasks_allowed_still_gives_every_batch(tmp_path, monkeypatch):
+    import unibatch.samplers.multiprocessing as module
+
+    monkeypatch.setattr(module, "MAX_UNRECEIVED", 2)
+    buffer = memmap_buffer(tmp_path)
+    with MultiprocessingSampler(StepSampler(buffer, 8, seed=6), 2, 5) as sampler:
+        assert len({tuple(xs(sampler.sample())) for _ in range(7)}) == 7
+        assert sorted(sum((xs(batch) for batch in sampler.epoch_iter()), [])) == list(range(64))
+        assert len(sampler._task_slots) - len(sampler._arrived) <= 2
+
+
+class WithFunction(DataTransformation):
+    """Adds a leaf that cannot be pickled back from a worker."""
+
+    def get_target_space_from_source(self, source_space):
+        return source_space
+
+    def transform(self, source_space, data):
+        return {**data, "f": lambda: 0}
+
+
+def test_a_result_that_does_not_pickle_is_raised_not_waited_for(tmp_path):
+    buffer = memmap_buffer(tmp_path)
+    with MultiprocessingSampler(StepSampler(TransformedBatch(buffer, WithFunction()), 4, seed=0), 1, 1) as sampler:
+        with pytest.raises(Exception, match="pickle|lambda"):
+            sampler.sample()
+        assert sampler._workers[0].is_alive()  # the worker reported it and goes on

@@ -1,32 +1,64 @@
-"""The worker process of ``MultiprocessingSampler``: read batches, write them into shared slots."""
+"""The worker process of ``MultiprocessingSampler``: read batches, write them into shared slots.
+
+Tasks and results travel through two :class:`Channel` pipes (pickled in the sending thread, no
+feeder thread): a task names a slot directory, a slot and the request; a result carries the tree
+structure and leaf descriptions (the arrays are in the slot), or the worker's exception.
+"""
 
 from __future__ import annotations
 
-import queue
 import traceback
 from dataclasses import dataclass
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import numpy as np
 
 from unibatch.samplers._indices import uniform_indices
-from unibatch.samplers._shared_slots import SlotFiles, SlotLayout, host_leaves
+from unibatch.samplers._shared_slots import SlotFiles, host_leaves
+from unibatch.storages._outputs import arena_context
 
 STOP = None
 
 
 @dataclass(frozen=True)
 class Task:
-    """One batch to produce: its request number, what to read and where to put it."""
+    """One batch to produce: its request number, what to read and which slot to write."""
 
     task_id: int
+    directory: str  # the slot files of this kind of result
+    slot: int
     flat: bool
     with_metadata: bool
-    indices: np.ndarray | None  # epoch batches carry their indices; samples derive them from the stream
-    stream_seed: int  # the seed of this sample request (unused for epoch batches)
-    slots: SlotFiles
-    slot: int
-    layout: SlotLayout
+    stream_seed: int  # the seed of a sample request (unused for epoch batches)
+    n_indices: int  # an epoch batch: this many indices wait in the slot; -1: a sample request
+
+
+class Channel:
+    """A one-way pipe between processes carrying whole pickled messages.
+
+    Several processes may write (or read) it: each message is sent (or received) under a lock,
+    after pickling outside of it, like ``multiprocessing.SimpleQueue``; the reading end is public
+    so that the parent can wait on it together with the workers' sentinels.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self.reader, self.writer = ctx.Pipe(duplex=False)
+        self.read_lock, self.write_lock = ctx.Lock(), ctx.Lock()
+
+    def put(self, message: Any) -> None:
+        data = ForkingPickler.dumps(message)
+        with self.write_lock:
+            self.writer.send_bytes(data)
+
+    def get(self) -> Any:
+        with self.read_lock:
+            data = self.reader.recv_bytes()
+        return ForkingPickler.loads(data)
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
 
 
 def request_seed(seed: int, request: int) -> int:
@@ -34,35 +66,43 @@ def request_seed(seed: int, request: int) -> int:
     return int(np.random.SeedSequence([seed, request]).generate_state(1, dtype=np.uint32)[0])
 
 
-def produce(sampler: Any, task: Task) -> tuple[Any, Any]:
-    """The result tree ``(data, metadata)`` of a task, read through the sampler's source."""
+def produce(sampler: Any, flat: bool, with_metadata: bool, stream_seed: int, indices: np.ndarray | None) -> Any:
+    """The result tree ``(data, metadata)`` of a request, read through the sampler's source.
+
+    The sampler's output arena (``reuse_outputs``) is used as the sampler itself would use it.
+    """
     data_source = sampler.data
     backend = data_source.backend
-    if task.indices is None:
-        rng = backend.random_number_generator(task.stream_seed, device=data_source.device)
+    if indices is None:
+        rng = backend.random_number_generator(stream_seed, device=data_source.device)
         _, index = uniform_indices(backend, rng, len(data_source), sampler.batch_size, data_source.device)
     else:
-        index = backend.asarray(task.indices, dtype=backend.default_index_dtype, device=data_source.device)
-    read = data_source._get_flattened if task.flat else data_source._get
-    return read(index, task.with_metadata)
+        index = backend.asarray(indices, dtype=backend.default_index_dtype, device=data_source.device)
+    read = data_source._get_flattened if flat else data_source._get
+    with arena_context(sampler.output_arena):
+        return read(index, with_metadata)
 
 
-def run_worker(sampler: Any, tasks: Any, results: Any, doze_time: float) -> None:
+def run_worker(sampler: Any, tasks: Channel, results: Channel) -> None:
     """Serve tasks until the stop sentinel; every outcome (result or error) goes to ``results``."""
-    mapped: dict[Any, SlotFiles] = {}  # the slot files of each kind of result, mapped once
+    mapped: dict[str, SlotFiles] = {}  # the slot files of each kind of result, opened once
     while True:
-        try:
-            task = tasks.get(timeout=max(doze_time, 0.001))
-        except queue.Empty:
-            continue
+        task = tasks.get()
         if task is STOP:
             break
+        outcome: tuple[int, Any, Any]
         try:
-            slots = mapped.setdefault(task.slots.directory, task.slots)
-            leaves, spec = host_leaves(produce(sampler, task))
-            described = slots.write(task.slot, task.layout, leaves)
-            results.put((task.task_id, None, (spec, described)))
+            slots = mapped.get(task.directory)
+            if slots is None:
+                slots = mapped[task.directory] = SlotFiles.open(task.directory)
+            indices = None if task.n_indices < 0 else slots.read_indices(task.slot, task.n_indices)
+            leaves, spec = host_leaves(produce(sampler, task.flat, task.with_metadata, task.stream_seed, indices))
+            outcome = (task.task_id, None, (spec, slots.write(task.slot, leaves)))
         except BaseException as error:  # noqa: BLE001 - every failure is reported to the parent
+            outcome = (task.task_id, _describe_error(error), None)
+        try:
+            results.put(outcome)
+        except Exception as error:  # noqa: BLE001 - a leaf that does not pickle
             results.put((task.task_id, _describe_error(error), None))
     for slots in mapped.values():
         slots.close()

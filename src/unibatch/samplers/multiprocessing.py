@@ -10,14 +10,19 @@ A returned batch lives in shared memory (zero-copy for NumPy and PyTorch) and st
 until ``n_buffers`` further batches of the same kind have been returned; copy it to keep it.
 Slots are handed out from a free list: a slot is reused only once its result has been collected
 and has left that window (or, for an abandoned request, once its result has arrived).
+
+The parent sleeps in one ``multiprocessing.connection.wait`` on the result pipe and the workers'
+sentinels (no polling), and sends small fixed-size tasks without a feeder thread; it keeps at
+most ``MAX_UNRECEIVED`` tasks whose results it has not read, so the task pipe never fills and
+sending never blocks.
 """
 
 from __future__ import annotations
 
 import collections
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import sys
 from collections.abc import Iterator
 from multiprocessing.context import BaseContext
@@ -30,13 +35,16 @@ from unibatch.backends import convert_tree
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex
 from unibatch.errors import SpaceMismatchError, UnibatchError
-from unibatch.samplers._indices import epoch_slices
-from unibatch.samplers._shared_slots import SlotFiles, SlotLayout, host_leaves, layout_for
-from unibatch.samplers._worker import STOP, Task, produce, request_seed, run_worker
+from unibatch.samplers._indices import epoch_slices, uniform_indices
+from unibatch.samplers._shared_slots import SlotFiles, host_leaves, layout_for
+from unibatch.samplers._worker import STOP, Channel, Task, produce, request_seed, run_worker
 from unibatch.samplers.base import BatchSampler
 
 EPOCH_STREAM = 2**31
 """Epoch ``e`` draws its permutation from the request number ``EPOCH_STREAM + e``."""
+
+MAX_UNRECEIVED = 64
+"""Tasks sent whose results the parent has not read yet, at most (a task message is ~200 bytes)."""
 
 
 class WorkerError(UnibatchError, RuntimeError):
@@ -52,7 +60,8 @@ class MultiprocessingSampler(BatchSampler):
         n_workers: worker processes.
         n_buffers: batches requested ahead of the consumer (prefetch depth).
         ctx: multiprocessing context (default: the platform's); ``"spawn"`` works too.
-        doze_time: seconds a waiting worker or parent sleeps between checks.
+        doze_time: kept for compatibility with the reference signature; waiting processes
+            block on their pipes (and the parent on the workers' sentinels) instead of polling.
         daemon: daemon flag of the workers (None: inherited).
     """
 
@@ -82,11 +91,11 @@ class MultiprocessingSampler(BatchSampler):
         self._epoch_number = 0
         self._task_id = 0
         self._workers: list[Any] = []
-        self._tasks: Any = None
-        self._results: Any = None
+        self._tasks: Channel | None = None
+        self._results: Channel | None = None
         self._arrived: dict[int, Any] = {}
         self._abandoned: set[int] = set()
-        self._kinds: dict[tuple[bool, bool], tuple[SlotLayout, SlotFiles]] = {}
+        self._kinds: dict[tuple[bool, bool], SlotFiles] = {}
         self._free_slots: dict[tuple[bool, bool], list[int]] = collections.defaultdict(list)
         self._held_slots: dict[tuple[bool, bool], collections.deque[int]] = collections.defaultdict(collections.deque)
         self._task_slots: dict[int, tuple[tuple[bool, bool], int]] = {}
@@ -152,62 +161,72 @@ class MultiprocessingSampler(BatchSampler):
         """The indices the next ``sample()`` would use (computed in the parent)."""
         backend, data = self.data.backend, self.data
         rng = backend.random_number_generator(request_seed(self._stream_seed, self._sample_number), device=data.device)
-        return backend.random_discrete_uniform((self.batch_size,), 0, len(data), rng=rng, device=data.device)[1]
+        return uniform_indices(backend, rng, len(data), self.batch_size, data.device)[1]
 
     # ------------------------------------------------------------------ pool
-    def _start(self) -> None:
+    def _start(self) -> tuple[Channel, Channel]:
+        """The task and result channels, with the workers started on first use."""
         if self.closed:
             raise WorkerError("this MultiprocessingSampler is closed")
-        if self._workers:
-            return
-        self._tasks, self._results = self.mp_ctx.Queue(), self.mp_ctx.Queue()
-        for _ in range(self.n_workers):
-            worker = self.mp_ctx.Process(
-                target=run_worker, args=(self.sampler, self._tasks, self._results, self.doze_time), daemon=self.daemon
-            )
-            worker.start()
-            self._workers.append(worker)
+        if self._tasks is None or self._results is None:
+            self._tasks, self._results = Channel(self.mp_ctx), Channel(self.mp_ctx)
+            for _ in range(self.n_workers):
+                worker = self.mp_ctx.Process(
+                    target=run_worker, args=(self.sampler, self._tasks, self._results), daemon=self.daemon
+                )
+                worker.start()
+                self._workers.append(worker)
+        return self._tasks, self._results
 
-    def _kind(self, flat: bool, with_metadata: bool) -> tuple[SlotLayout, SlotFiles]:
+    def _kind(self, flat: bool, with_metadata: bool) -> SlotFiles:
         """Slots sized by one full batch of this kind read in the parent (once per kind)."""
         key = (flat, with_metadata)
         if key not in self._kinds:
-            probe = Task(0, flat, with_metadata, np.zeros(self.batch_size, np.int64), 0, None, 0, None)  # type: ignore[arg-type]
-            leaves, _ = host_leaves(produce(self.sampler, probe))
-            layout = layout_for(leaves)
-            self._kinds[key] = (layout, SlotFiles.create(2 * self.n_buffers, layout.nbytes))
+            probe = produce(self.sampler, flat, with_metadata, 0, np.zeros(self.batch_size, np.int64))
+            layout = layout_for(host_leaves(probe)[0], self.batch_size)
+            self._kinds[key] = SlotFiles.create(2 * self.n_buffers, layout)
             self._free_slots[key] = list(range(2 * self.n_buffers - 1, -1, -1))
         return self._kinds[key]
 
     def _submit(self, flat: bool, with_metadata: bool, indices: np.ndarray | None) -> int:
-        self._start()
-        layout, slots = self._kind(flat, with_metadata)
+        tasks, _ = self._start()
+        slots = self._kind(flat, with_metadata)
+        while len(self._task_slots) - len(self._arrived) >= MAX_UNRECEIVED:
+            self._receive()  # bounds the bytes waiting in the task pipe: the put below never blocks
         key = (flat, with_metadata)
         free = self._free_slots[key]
         slot = free.pop() if free else slots.add()
-        stream_seed = 0
+        stream_seed, n_indices = 0, -1
         if indices is None:
             stream_seed = request_seed(self._stream_seed, self._sample_number)
             self._sample_number += 1
+        else:
+            n_indices = slots.write_indices(slot, indices)
         task_id, self._task_id = self._task_id, self._task_id + 1
         self._task_slots[task_id] = (key, slot)
-        self._tasks.put(Task(task_id, flat, with_metadata, indices, stream_seed, slots, slot, layout))
+        tasks.put(Task(task_id, str(slots.directory), slot, flat, with_metadata, stream_seed, n_indices))
         return task_id
+
+    def _receive(self) -> None:
+        """Wait for the next result (a dead worker raises instead) and file it by task."""
+        _, results = self._start()
+        reader = results.reader
+        ready = multiprocessing.connection.wait([reader, *(worker.sentinel for worker in self._workers)])
+        if reader not in ready:
+            self._check_workers(ready)
+            return
+        arrived, error, payload = results.get()
+        if arrived in self._abandoned:
+            self._abandoned.discard(arrived)
+            kind, abandoned_slot = self._task_slots.pop(arrived)
+            self._free_slots[kind].append(abandoned_slot)  # nobody will read it
+        else:
+            self._arrived[arrived] = (error, payload)
 
     def _collect(self, task_id: int, flat: bool, with_metadata: bool) -> Any:
         """Wait for one task's result (never forever) and rebuild it from its slot."""
         while task_id not in self._arrived:
-            try:
-                arrived, error, payload = self._results.get(timeout=max(self.doze_time, 0.001))
-            except queue.Empty:
-                self._check_workers()
-                continue
-            if arrived in self._abandoned:
-                self._abandoned.discard(arrived)
-                kind, abandoned_slot = self._task_slots.pop(arrived)
-                self._free_slots[kind].append(abandoned_slot)  # nobody will read it
-            else:
-                self._arrived[arrived] = (error, payload)
+            self._receive()
         error, payload = self._arrived.pop(task_id)
         key, slot = self._task_slots.pop(task_id)
         if error is not None:
@@ -216,17 +235,21 @@ class MultiprocessingSampler(BatchSampler):
             if sys.version_info >= (3, 11):
                 exception.add_note(f"raised in a MultiprocessingSampler worker:\n{text}")
             raise exception
-        layout, slots = self._kinds[(flat, with_metadata)]
         spec, described = payload
-        tree = optree.tree_unflatten(spec, slots.read(slot, layout, described))
+        leaves = self._kinds[key].read(slot, described)
+        if self.backend.simplified_name != "numpy":  # NumPy views need no conversion
+            leaves = convert_tree(leaves, self.backend, self.device)
         held = self._held_slots[key]
         held.append(slot)
         while len(held) > self.n_buffers:  # out of the validity window: the slot may be reused
             self._free_slots[key].append(held.popleft())
-        return convert_tree(tree, self.backend, self.device)
+        return optree.tree_unflatten(spec, leaves)
 
-    def _check_workers(self) -> None:
+    def _check_workers(self, fired: list[Any]) -> None:
+        """Raise :class:`WorkerError` for a worker that exited (its sentinel is in ``fired``)."""
         for number, worker in enumerate(self._workers):
+            if worker.sentinel in fired:
+                worker.join(timeout=1)  # the sentinel fires a moment before the exit code is known
             if worker.exitcode is not None:
                 raise WorkerError(f"worker {number} exited with code {worker.exitcode}; the sampler cannot continue")
 
@@ -289,8 +312,9 @@ class MultiprocessingSampler(BatchSampler):
         if self.closed:
             return
         self.closed = True
-        for _ in self._workers:
-            self._tasks.put(STOP)
+        if self._tasks is not None:
+            for _ in self._workers:
+                self._tasks.put(STOP)
         for worker in self._workers:
             worker.join(timeout=2)
             if worker.is_alive():
@@ -298,9 +322,8 @@ class MultiprocessingSampler(BatchSampler):
                 worker.join(timeout=2)
         for channel in (self._tasks, self._results):
             if channel is not None:
-                channel.cancel_join_thread()
                 channel.close()
-        for _, slots in self._kinds.values():
+        for slots in self._kinds.values():
             slots.close()
         for function in self.functions_to_close:
             function()
