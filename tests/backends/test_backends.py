@@ -115,6 +115,26 @@ def test_rng_is_functional_and_reproducible(backend, seed):
     assert e.min() >= 0 and 0.8 < e.mean() < 1.2
 
 
+@pytest.mark.parametrize("n", [1, 7, 1_000_003])
+def test_random_indices_cover_the_range_uniformly(backend, n):
+    rng, indices = backend.random_indices(n, 20_000, rng=backend.random_number_generator(0))
+    values = to_numpy(indices)
+    assert values.shape == (20_000,) and values.dtype == backend.numpy_dtype(backend.default_index_dtype)
+    assert values.min() >= 0 and values.max() < n
+    if n == 7:  # every index about equally often (chi-square, 6 degrees of freedom, p > 1e-4)
+        counts = np.bincount(values, minlength=7)
+        assert ((counts - 20_000 / 7) ** 2 / (20_000 / 7)).sum() < 27.9
+    _, again = backend.random_indices(n, 20_000, rng=backend.random_number_generator(0))
+    np.testing.assert_array_equal(to_numpy(again), values)
+
+
+def test_numpy_random_indices_beyond_float_precision_take_exact_integers():
+    from unibatch.backends import NumpyComputeBackend as numpy_backend
+
+    _, indices = numpy_backend.random_indices(2**60, 1000, rng=numpy_backend.random_number_generator(0))
+    assert indices.dtype == np.int64 and indices.min() >= 0 and indices.max() > 2**55
+
+
 def test_rng_draws_advance_the_state(backend):
     rng = backend.random_number_generator(1)
     rng, first = backend.random_uniform((8,), rng=rng)

@@ -10,8 +10,9 @@ dtype and device (de)serialization by name, and NumPy/DLPack conversion.
 from __future__ import annotations
 
 import contextlib
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic
 
 import numpy as np
@@ -118,9 +119,15 @@ class ComputeBackend(ABC, Generic[ArrayT, DeviceT, DTypeT, RNGT]):
         Accepts this backend's dtype objects, NumPy dtypes and scalar types, other backends'
         dtypes and portable names (``"float32"``).
         """
-        if isinstance(dtype, str):
-            return self.dtype_from_name(dtype)
-        return self.dtype_from_name(dtype_to_name(dtype))
+        cache = self.__dict__.setdefault("_as_dtype_cache", {})
+        try:
+            return cache[dtype]  # dtype objects and names are hashable: one lookup on hot paths
+        except (KeyError, TypeError):
+            pass
+        resolved = self.dtype_from_name(dtype if isinstance(dtype, str) else dtype_to_name(dtype))
+        with contextlib.suppress(TypeError):
+            cache[dtype] = resolved
+        return resolved
 
     def numpy_dtype(self, dtype: Any) -> np.dtype:
         """The NumPy dtype with the same name (``bfloat16`` needs ml_dtypes)."""
@@ -179,6 +186,17 @@ class ComputeBackend(ABC, Generic[ArrayT, DeviceT, DTypeT, RNGT]):
         """
         return None
 
+    def fresh_host_wrapper(
+        self, dtype: np.dtype, device: DeviceT | None = None
+    ) -> Callable[[np.ndarray], ArrayT] | None:
+        """How a read hands over a fresh NumPy array of ``dtype``: a function, or None for the array itself.
+
+        Fresh means owned by the caller, writable and with positive strides (a gather result), so
+        a backend may wrap it without the checks of :meth:`from_numpy`. Storages resolve this once
+        per leaf instead of once per read.
+        """
+        return functools.partial(self.from_numpy, device=device)
+
     def from_other_backend(self, x: Array, device: DeviceT | None = None) -> ArrayT:
         """Convert an array of any backend to this one (DLPack, copy fallback)."""
         from unibatch.backends.transfer import convert
@@ -218,6 +236,15 @@ class ComputeBackend(ABC, Generic[ArrayT, DeviceT, DTypeT, RNGT]):
     ) -> tuple[RNGT, ArrayT]:
         """Integers drawn uniformly from ``[low, high)``; returns ``(new_rng, values)``."""
 
+    def random_indices(self, n: int, size: int, *, rng: RNGT, device: DeviceT | None = None) -> tuple[RNGT, ArrayT]:
+        """``size`` indices drawn uniformly from ``[0, n)`` with replacement (what samplers draw).
+
+        Returns ``(new_rng, values)`` of :attr:`default_index_dtype`; a backend may use a faster
+        method than :meth:`random_discrete_uniform` when its bias is negligible for any ``n`` a
+        batch can have (below ``2**53``).
+        """
+        return self.random_discrete_uniform((size,), 0, n, rng=rng, dtype=self.default_index_dtype, device=device)
+
     @abstractmethod
     def random_uniform(
         self,
@@ -247,6 +274,10 @@ class ComputeBackend(ABC, Generic[ArrayT, DeviceT, DTypeT, RNGT]):
     @abstractmethod
     def random_permutation(self, n: int, *, rng: RNGT, device: DeviceT | None = None) -> tuple[RNGT, ArrayT]:
         """A random permutation of ``range(n)`` (default index dtype); returns ``(new_rng, perm)``."""
+
+    def clip(self, x: Any, low: int | float, high: int | float) -> Any:
+        """``x`` limited to ``[low, high]`` (each backend's own clip: array-api-compat's wrapper costs 3x)."""
+        return self.xp.clip(x, low, high)
 
     def cumulative_max(self, x: Any, axis: int) -> Any:
         """Running maximum along ``axis`` (not in the array API; each backend has its own)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, final
 
 import array_api_compat.torch as _xp
@@ -82,6 +83,10 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
         return self.to_device(tensor, device)
 
     def to_numpy(self, x: torch.Tensor) -> np.ndarray:
+        try:
+            return x.numpy()  # a plain CPU tensor (the common case): no attribute checks first
+        except (RuntimeError, TypeError):  # needs grad, not on the CPU, or bfloat16
+            pass
         if x.requires_grad or x.device.type != "cpu":  # detach/cpu cost a new tensor object each: only when needed
             x = x.detach().cpu()
         if x.dtype == torch.bfloat16:
@@ -89,15 +94,24 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
         return x.numpy()
 
     def host_view(self, x: torch.Tensor) -> np.ndarray | None:
-        if x.device.type != "cpu" or x.requires_grad or x.dtype == torch.bfloat16:
+        try:
+            return x.numpy()  # shares memory; raises for tensors that need grad, live on a device or are bfloat16
+        except (RuntimeError, TypeError):
             return None
-        return x.numpy()
+
+    def fresh_host_wrapper(self, dtype: np.dtype, device: Any = None) -> Any:
+        if dtype_to_name(dtype) == "bfloat16" or torch.device("cpu" if device is None else device).type != "cpu":
+            return functools.partial(self.from_numpy, device=device)
+        return torch.from_numpy  # shares the fresh array's memory: no copy, no checks
 
     def _at_set(self, x: torch.Tensor, index: Any, value: Any) -> torch.Tensor:
         if not isinstance(value, torch.Tensor):
             value = self.asarray(value, dtype=x.dtype, device=x.device)
         x[index] = value
         return x
+
+    def clip(self, x: torch.Tensor, low: int | float, high: int | float) -> torch.Tensor:
+        return torch.clamp(x, low, high)
 
     def cumulative_max(self, x: torch.Tensor, axis: int) -> torch.Tensor:
         return torch.cummax(x, dim=axis).values

@@ -68,7 +68,11 @@ class BatchBase(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
     # ------------------------------------------------------------------ primitives
     @abstractmethod
     def _get(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Any, Metadata]:
-        """Structured samples at a normalised index; metadata only when asked (else None)."""
+        """Structured samples at a normalised index; metadata only when asked (else None).
+
+        For an index array the arrays returned belong to the caller: fresh, or read-only when
+        shared (views rewrite them in place, never a source's own memory).
+        """
 
     def _get_flattened(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Array, Metadata]:
         data, metadata = self._get(index, with_metadata)

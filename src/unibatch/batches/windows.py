@@ -5,7 +5,9 @@ invalid when it falls outside ``[0, len)`` or the mask function rejects it (anot
 The ``slice_valid_mask`` metadata is the mask *before* filling; with ``fill_invalid_data``
 invalid frames repeat the nearest valid frame toward the centre (edge replication). A request
 reads its source once: one call with the ``B*T`` frame indices, or with the distinct ones when
-the source says its reads are expensive (``has_expensive_reads``).
+the source says its reads are expensive (``has_expensive_reads``). On the host the fill then
+rewrites only the frames that change, in place (reads return arrays their caller owns); on a
+device every frame is gathered again (no host synchronisation).
 """
 
 from __future__ import annotations
@@ -99,7 +101,11 @@ class SliceStackedBatch(BatchBase):
 
     def get_valid_mask(self, frames: Array, data: Any, metadata: Any) -> Array:
         """``(B, T)`` validity of frames already read: inside ``[0, len)`` and accepted by the mask function."""
-        valid = (frames >= 0) & (frames < len(self.batch))
+        return self._valid(frames, self._clipped(frames), data, metadata)
+
+    def _valid(self, frames: Array, clipped: Array, data: Any, metadata: Any) -> Array:
+        """:meth:`get_valid_mask` given the clipped frames (a frame is inside ``[0, len)`` when clipping keeps it)."""
+        valid = frames == clipped
         if self.get_valid_mask_function is not None:
             valid = valid & self.get_valid_mask_function(self, frames, data, metadata)
         return valid
@@ -119,9 +125,10 @@ class SliceStackedBatch(BatchBase):
             data: values with leading axes ``(B, T)``.
             valid: ``(B, T)`` booleans; the centre frame is always kept.
         """
-        source = self._fill_positions(valid)
+        backend, xp = self.backend, self.backend.xp
+        positions = xp.arange(self.window_size, dtype=backend.default_index_dtype, device=self.device)
+        source = _fill_positions(xp, backend.cumulative_max, valid, self.centre_position, positions)
         rows, size = int(valid.shape[0]), self.window_size
-        xp = self.backend.xp
         base = xp.arange(rows, dtype=source.dtype, device=self.device)[:, None] * size
         flat_index = xp.reshape(base + source, (rows * size,))
         return _gather_windows(space, data, flat_index, rows, size)
@@ -137,13 +144,13 @@ class SliceStackedBatch(BatchBase):
 
     def _clipped(self, frames: Array) -> Array:
         """Frame indices moved into ``[0, len)`` (out-of-range frames are invalid anyway)."""
-        return self.backend.xp.clip(frames, 0, max(len(self.batch) - 1, 0))
+        return self.backend.clip(frames, 0, max(len(self.batch) - 1, 0))
 
     def _read_frames(self, frames: Array, with_metadata: bool) -> tuple[Any, Metadata]:
         """Read the ``(B, T)`` frames (already inside ``[0, len)``) from the source in one call."""
         xp = self.backend.xp
         rows, size = int(frames.shape[0]), self.window_size
-        flat = xp.reshape(frames, (rows * size,))
+        flat = frames.reshape((rows * size,))
         if self.batch.has_expensive_reads:
             unique, inverse = xp.unique_inverse(flat)
             data, metadata = self.batch._get(unique, with_metadata)
@@ -162,22 +169,22 @@ class SliceStackedBatch(BatchBase):
             return batch_space(self.single_space, 0).create_empty(), self._empty_metadata() if with_metadata else None
         frames = self._frames(self._as_rows(index))
         has_metadata = self.batch.single_metadata_space is not None
-        plan = self._plan_filled_frames(frames) if self.fill_invalid_data else None
-        if plan is not None:  # validity known before reading: read every row once, at its filled position
+        # Expensive reads (decoding): validity from one cheap column first, then each needed row once.
+        plan = self._plan_filled_frames(frames) if self.fill_invalid_data and self.batch.has_expensive_reads else None
+        if plan is not None:
             valid, filled = plan
             data, metadata = self._read_frames(filled, with_metadata and has_metadata)
-            if metadata is not None and not self.stack_metadata:
-                metadata = self._centre(metadata)
         else:
             needs_metadata = with_metadata or self.get_valid_mask_function is not None
-            data, metadata = self._read_frames(self._clipped(frames), needs_metadata and has_metadata)
-            valid = self.get_valid_mask(frames, data, metadata)
+            clipped = self._clipped(frames)
+            data, metadata = self._read_frames(clipped, needs_metadata and has_metadata)
+            valid = self._valid(frames, clipped, data, metadata)
             if self.fill_invalid_data:
-                data = self.fill_data_with_stack_mask(self._frame_space, data, valid)
+                data = self._fill(self._frame_space, data, valid)
                 if metadata is not None and self.stack_metadata:
-                    metadata = self.fill_data_with_stack_mask(self.batch.single_metadata_space, metadata, valid)  # type: ignore[arg-type]
-            if metadata is not None and not self.stack_metadata:
-                metadata = self._centre(metadata)
+                    metadata = self._fill(self.batch.single_metadata_space, metadata, valid)  # type: ignore[arg-type]
+        if metadata is not None and not self.stack_metadata:
+            metadata = self._centre(metadata)
         result_metadata = self._metadata(metadata, valid) if with_metadata else None
         if is_single(index):
             data = get_at(self._batched_space, data, 0)
@@ -199,8 +206,8 @@ class SliceStackedBatch(BatchBase):
         """
         xp = self.backend.xp
         rows, size = int(frames.shape[0]), self.window_size
-        in_range = (frames >= 0) & (frames < len(self.batch))
         clipped = self._clipped(frames)
+        in_range = frames == clipped
         mask = self.get_valid_mask_function
         valid = in_range
         if mask is not None:
@@ -211,7 +218,9 @@ class SliceStackedBatch(BatchBase):
             if column is None:
                 return None
             valid = in_range & mask.mask_from_column(self, xp.reshape(column, (rows, size)))
-        return valid, xp.take_along_axis(clipped, self._fill_positions(valid), axis=1)
+        positions = xp.arange(size, dtype=self.backend.default_index_dtype, device=self.device)
+        sources = _fill_positions(xp, self.backend.cumulative_max, valid, self.centre_position, positions)
+        return valid, xp.take_along_axis(clipped, sources, axis=1)
 
     def _centre(self, metadata: Any) -> Any:
         """The centre frame's metadata of ``(B, T, ...)`` metadata."""
@@ -225,23 +234,21 @@ class SliceStackedBatch(BatchBase):
     def _empty_metadata(self) -> dict[str, Any]:
         return batch_space(self.single_metadata_space, 0).create_empty()  # type: ignore[arg-type]
 
-    def _fill_positions(self, valid: Array) -> Array:
-        """For each ``(b, t)``: the window position whose frame fills it (``t`` itself when valid).
+    def _fill(self, space: Space, data: Any, valid: Array) -> Any:
+        """:meth:`fill_data_with_stack_mask`, moving only the frames that change when the mask is on the host.
 
-        Before the centre the nearest valid position at or after ``t``, after it the nearest
-        at or before ``t``; the centre counts as valid. Two running maxima, no in-place writes.
+        ``data`` comes fresh from a read, so its arrays are rewritten in place (read-only ones are
+        copied first) and a batch whose frames are all valid costs nothing. A mask on a device
+        takes the gather of every frame instead (finding the changed frames would synchronise).
         """
-        backend, xp = self.backend, self.backend.xp
-        size, centre = self.window_size, self.centre_position
-        positions = xp.arange(size, dtype=backend.default_index_dtype, device=self.device)
-        usable = valid | (positions == centre)[None, :]
-        # After the centre: the last usable position at or before t (a running maximum).
-        from_before = backend.cumulative_max(xp.where(usable, positions, -1), axis=1)
-        # Before the centre: the first usable position at or after t (a running maximum, reversed).
-        reversed_positions = size - 1 - positions
-        mirrored = xp.flip(xp.where(usable, reversed_positions, -1), axis=1)
-        from_after = size - 1 - xp.flip(backend.cumulative_max(mirrored, axis=1), axis=1)
-        return xp.where(positions[None, :] < centre, from_after, from_before)
+        mask = self.backend.host_view(valid)
+        if mask is None:
+            return self.fill_data_with_stack_mask(space, data, valid)
+        moves = _fill_moves(mask, self.centre_position)
+        if moves is None:
+            return data
+        destination, source = moves
+        return optree.tree_map(lambda leaf: _move_frames(leaf, destination, source), data)
 
     # ------------------------------------------------------------------ factories
     @staticmethod
@@ -299,6 +306,68 @@ def _parse_offsets(fixed_offset: Any, batch: BatchBase) -> list[int]:
     return offsets
 
 
+def _fill_positions(
+    xp: Any, cumulative_max: Callable[..., Array], valid: Array, centre: int, positions: Array
+) -> Array:
+    """For each ``(b, t)`` of a ``(B, T)`` mask: the window position whose frame fills it (``t`` itself when valid).
+
+    Before the centre the nearest valid position at or after ``t``, after it the nearest at or
+    before ``t``; the centre counts as valid. Two running maxima, no in-place writes. ``xp`` is an
+    array namespace (NumPy itself on the host) and ``positions`` is ``arange(T)`` in it.
+    """
+    size = int(valid.shape[1])
+    usable = valid | (positions == centre)
+    # After the centre: the last usable position at or before t (a running maximum).
+    last_at_or_before = cumulative_max(xp.where(usable, positions, -1), axis=1)
+    # Before the centre: the first usable position at or after t (the same, on the reversed window).
+    reversed_last = cumulative_max(xp.where(xp.flip(usable, axis=1), positions, -1), axis=1)
+    first_at_or_after = size - 1 - xp.flip(reversed_last, axis=1)
+    return xp.where(positions < centre, first_at_or_after, last_at_or_before)
+
+
+def _fill_moves(mask: np.ndarray, centre: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Flat ``(destination, source)`` frame positions (``b * T + t``) that filling a ``(B, T)`` host mask moves.
+
+    Only the windows with an invalid frame are looked at. None when nothing moves.
+    """
+    invalid = np.flatnonzero(~mask)
+    if not invalid.size:
+        return None
+    size = mask.shape[1]
+    rows = invalid // size
+    rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]  # sorted: each window with an invalid frame once
+    positions = np.arange(size)
+    sources = _fill_positions(np, np.maximum.accumulate, mask[rows], centre, positions)
+    changed, frame = np.nonzero(sources != positions)
+    if not changed.size:
+        return None
+    base = rows[changed] * size
+    return base + frame, base + sources[changed, frame]
+
+
+def _move_frames(leaf: Any, destination: np.ndarray, source: np.ndarray) -> Any:
+    """``frames[destination] = frames[source]`` on a ``(B, T, ...)`` host leaf seen as ``B * T`` frames.
+
+    In place when the leaf's host memory is writable and reshapes without a copy; otherwise
+    on a copy (NumPy) or through the backend's ``at[].set``.
+    """
+    host = leaf if isinstance(leaf, np.ndarray) else get_backend(leaf).host_view(leaf)
+    if host is not None:
+        frames = host.reshape(host.shape[0] * host.shape[1], *host.shape[2:])
+        if frames.flags.writeable and np.may_share_memory(frames, host):
+            frames[destination] = frames[source]
+            return leaf
+        if isinstance(leaf, np.ndarray):  # read-only (a shared result) or strided: move on a copy
+            frames = frames.copy()
+            frames[destination] = frames[source]
+            return frames.reshape(leaf.shape)
+    backend = get_backend(leaf)
+    size = int(leaf.shape[1])
+    rows, frame, source_frame = destination // size, destination % size, source % size
+    row_, frame_, source_ = (backend.asarray(v, device=backend.device(leaf)) for v in (rows, frame, source_frame))
+    return backend.at(leaf)[row_, frame_].set(leaf[row_, source_])
+
+
 def _reshape_leading(space: Space, data: Any, rows: int, size: int) -> Any:
     """Turn the leading ``rows * size`` axis of every leaf into ``(rows, size)``."""
     return optree.tree_map(lambda leaf: _reshape(leaf, (rows, size, *leaf.shape[1:])), data)
@@ -319,6 +388,5 @@ def _gather_windows(space: Space, data: Any, flat_index: Array, rows: int, size:
 
 
 def _reshape(leaf: Any, shape: Sequence[int]) -> Any:
-    if isinstance(leaf, np.ndarray):
-        return leaf.reshape(tuple(shape))
-    return get_backend(leaf).xp.reshape(leaf, tuple(shape))
+    """NumPy, PyTorch and JAX arrays all reshape as methods (array-api-compat's function costs 10x on PyTorch)."""
+    return leaf.reshape(tuple(shape))

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from unibatch._typing import Array, Device
 from unibatch.backends import ComputeBackend
 from unibatch.batches import BatchBase
@@ -135,9 +137,9 @@ class ReplayBuffer(BatchBase):
         offset, capacity = self._state.offset, self.storage.capacity
         if is_single(index):
             return ring.physical_slot(index, offset, capacity)
-        if not offset or capacity is None:
-            return index
-        return (index + offset) % capacity
+        if type(index) is not np.ndarray and self.storage.reads_on_host:
+            index = self.backend.to_numpy(index)  # the storage gathers on the host: map the slots there
+        return ring.physical_slots(index, offset, capacity)
 
     # ------------------------------------------------------------------ reads
     def _get(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Any, Metadata]:

@@ -8,7 +8,9 @@ No I/O here; every function is tested on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
 
 
 class Segment(NamedTuple):
@@ -84,6 +86,24 @@ def plan_append(count: int, offset: int, capacity: int | None) -> AppendPlan:
 def physical_slot(index: int, offset: int, capacity: int | None) -> int:
     """Physical slot of logical row ``index`` (already in ``[0, count)``)."""
     return index if not offset or capacity is None else (index + offset) % capacity
+
+
+def physical_slots(index: Any, offset: int, capacity: int | None) -> Any:
+    """Physical slots of logical rows ``index`` (an integer array of any backend, inside ``[0, count)``).
+
+    On NumPy one subtraction where the sum passes the end (half the cost of ``%`` for window
+    batches of thousands of frames).
+
+    >>> physical_slots(np.array([0, 1, 2]), offset=8, capacity=10).tolist()
+    [8, 9, 0]
+    """
+    if not offset or capacity is None:
+        return index
+    slots = index + offset
+    if isinstance(slots, np.ndarray):
+        np.subtract(slots, capacity, out=slots, where=slots >= capacity)
+        return slots
+    return slots % capacity
 
 
 def overlaps(start: int, stop: int, count: int, offset: int, capacity: int) -> bool:

@@ -15,9 +15,7 @@ def uniform_indices(
     """``batch_size`` indices drawn uniformly from ``[0, length)`` with replacement."""
     if length <= 0:
         raise IndexOutOfRangeError("cannot sample from an empty batch (length 0)")
-    return backend.random_discrete_uniform(
-        (batch_size,), 0, length, rng=rng, dtype=backend.default_index_dtype, device=device
-    )
+    return backend.random_indices(length, batch_size, rng=rng, device=device)
 
 
 def epoch_slices(length: int, batch_size: int, start: int = 0) -> Iterator[slice]:

@@ -89,9 +89,12 @@ class BatchSampler(
 
     def _to_output(self, tree: Any) -> Any:
         """Results on the sampler's backend and device (a no-op when they are the data's)."""
-        if self.backend is self.data.backend and self.device == self.data.device:
-            return tree
-        return convert_tree(tree, self.backend, self.device)
+        converts = self.__dict__.get("_converts_output")
+        if converts is None:  # backends and devices are fixed at construction: decided once
+            converts = self.__dict__["_converts_output"] = not (
+                self.backend is self.data.backend and self.device == self.data.device
+            )
+        return convert_tree(tree, self.backend, self.device) if converts else tree
 
     def _get(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Any, Metadata]:
         data, metadata = self.data._get(self._data_index(index), with_metadata)
@@ -126,14 +129,19 @@ class BatchSampler(
 
     def sample_index(self) -> Array:
         """Indices of one batch: ``batch_size`` draws with replacement from ``[0, len(data))``."""
-        length, size = len(self.data), self.batch_size
-        return self._draw(lambda backend, rng, device: uniform_indices(backend, rng, length, size, device))
+        data, size = self.data, self.batch_size
+        if self.data_rng is not None:  # (the hot path of every sample: no closure, no dispatch)
+            self.data_rng, index = uniform_indices(data.backend, self.data_rng, len(data), size, data.device)
+            return index
+        self.rng, index = uniform_indices(self.backend, self.rng, len(data), size, self.device)
+        return index
 
     # ------------------------------------------------------------------ sampling
     def sample(self) -> Any:
         """One structured batch (``sampled_space``)."""
         with arena_context(self.output_arena):
-            return self._output(self.data._get(self.sample_index(), False)[0])
+            data = self.data._get(self.sample_index(), False)[0]
+        return self._output(data)
 
     def sample_with_metadata(self) -> tuple[Any, Metadata]:
         with arena_context(self.output_arena):

@@ -49,6 +49,9 @@ class SpaceStorage(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRN
     cache_filename: PathLike | None = None
     is_multiprocessing_safe: bool = False
     is_mutable: bool = True
+    reads_on_host: bool = False
+    """Whether :meth:`get` gathers host (NumPy) arrays: index arithmetic is then cheapest on a
+    NumPy index, so callers bring index arrays to the host before mapping them."""
 
     def __init__(self, single_instance_space: Space) -> None:
         self.single_instance_space = single_instance_space

@@ -1,16 +1,25 @@
-"""Reused output buffers: an opt-in arena that host gathers write into instead of fresh arrays.
+"""Where host gathers write their results: fresh arrays, recycled large buffers, or a sampler's arena.
 
-A fresh result costs page faults: the kernel zeroes every new page, about 7 ms for an 87 MB window
-batch, as much as the gather itself. A sampler made with ``reuse_outputs=N`` owns an
-:class:`OutputArena` and activates it (a context variable) while it reads: host gathers of rows
-(:func:`take_rows`) then write into the arena's buffers. The k-th gather of a call uses slot
-``(call % N, k)``, so the arrays of a call stay valid until N more calls have been made.
+A fresh result costs page faults: the kernel zeroes every new page, about 7 ms for an 87 MB
+window batch, as much as the gather itself. Two mechanisms avoid that:
+
+* :class:`RecyclingPool` (always on): results of at least :data:`RECYCLE_MIN_BYTES` are carved
+  from buffers that return to the pool once the last array or tensor viewing them is garbage
+  collected. A batch stays valid for as long as anyone holds it, and the next batch of the same
+  size lands on warm pages. (Smaller results are recycled by the C allocator already.)
+* :class:`OutputArena` (opt-in): a sampler made with ``reuse_outputs=N`` activates it (a context
+  variable) while it reads; the k-th gather of a call then uses slot ``(call % N, k)``, so the
+  arrays of a call stay valid until N more calls have been made. No bookkeeping per batch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import ctypes
+import threading
+import weakref
+from typing import Any, cast
 
 import numpy as np
 
@@ -53,16 +62,74 @@ class OutputArena:
         return cached
 
 
-def take_rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``array.take(index, axis=0)``, written into the active arena's buffer when a sampler reads.
+RECYCLE_MIN_BYTES = 8 << 20
+"""Results at least this large come from the :class:`RecyclingPool` (glibc serves smaller ones from
+its heap once one of that size has been freed; larger ones are new, zero-filled mappings)."""
+IDLE_BUFFERS_PER_SIZE = 4
+IDLE_BYTES_LIMIT = 1 << 30
 
-    Sampler-made indices are valid, so the arena path gathers with ``mode="clip"`` (``mode="raise"``
-    with ``out=`` copies twice).
+
+class RecyclingPool:
+    """Large host buffers that come back when nothing views them any more (see the module docstring).
+
+    Each result views its buffer through a ctypes array made for it alone (NumPy keeps that
+    exporter as the base of every view, and PyTorch keeps the array); when the last of them is
+    collected the buffer becomes idle. At most :data:`IDLE_BUFFERS_PER_SIZE` idle buffers per size and
+    :data:`IDLE_BYTES_LIMIT` bytes in all are kept; the rest are freed.
     """
-    arena = _ACTIVE.get()
-    if arena is None or array.dtype == object:
+
+    def __init__(self) -> None:
+        self._idle: dict[int, list[np.ndarray]] = {}
+        self._idle_bytes = 0
+        self._lock = threading.RLock()  # a release can run inside ``empty`` (garbage collection)
+
+    @property
+    def idle_bytes(self) -> int:
+        """Bytes held by idle buffers."""
+        return self._idle_bytes
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """An uninitialised array of ``shape`` and ``dtype`` (no object dtype) on a recycled buffer when one is idle."""
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        with self._lock:
+            idle = self._idle.get(nbytes)
+            buffer = idle.pop() if idle else None
+            if buffer is not None:
+                self._idle_bytes -= nbytes
+        if buffer is None:
+            buffer = np.empty(nbytes, np.uint8)
+        handle: Any = (ctypes.c_uint8 * nbytes).from_buffer(cast(Any, buffer))  # the result's base, for NumPy
+        weakref.finalize(handle, self._release, buffer).atexit = False
+        return np.frombuffer(handle, dtype=dtype).reshape(shape)
+
+    def _release(self, buffer: np.ndarray) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(buffer.nbytes, [])
+            if len(idle) < IDLE_BUFFERS_PER_SIZE and self._idle_bytes + buffer.nbytes <= IDLE_BYTES_LIMIT:
+                idle.append(buffer)
+                self._idle_bytes += buffer.nbytes
+
+
+RECYCLED = RecyclingPool()
+"""The process's pool (a forked child starts with a copy of the parent's idle buffers)."""
+
+
+def take_rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``array.take(index, axis=0)``, written into the active arena's buffer or a recycled one when large.
+
+    Storage indices are valid (inside ``[0, len)``), so the ``out=`` paths gather with
+    ``mode="clip"`` (``mode="raise"`` with ``out=`` copies twice).
+    """
+    if array.dtype == object:
         return array.take(index, axis=0)
-    out = arena.buffer((len(index), *array.shape[1:]), array.dtype)
+    shape = (len(index), *array.shape[1:])
+    arena = _ACTIVE.get()
+    if arena is not None:
+        out = arena.buffer(shape, array.dtype)
+    elif len(index) * array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64)) >= RECYCLE_MIN_BYTES:
+        out = RECYCLED.empty(shape, array.dtype)
+    else:
+        return array.take(index, axis=0)
     return np.take(array, index, axis=0, out=out, mode="clip")
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from unibatch.storages._leaves import Leaf
-from unibatch.storages._outputs import take_rows
 
 PACKED_LEAF_LIMIT = 1024
 """Leaves of at most this many bytes per row are packed (a 39-float state is 156 bytes)."""
@@ -88,50 +87,3 @@ class PackedRows:
     def field(self, rows: np.ndarray, position: int) -> np.ndarray:
         """The (strided) view of leaf ``position`` in ``rows``: shape ``(len(rows), *leaf_shape)``."""
         return rows[f"f{position}"]
-
-    def read(
-        self, rows: np.ndarray, views: Sequence[np.ndarray], positions: Sequence[int], index: np.ndarray
-    ) -> dict[int, np.ndarray]:
-        """The packed leaves among ``positions`` at ``index``: whole rows when two or more are wanted, else by field.
-
-        ``views`` are the per-leaf field views of ``rows``. A strided view is read by fancy indexing
-        (``take`` would first copy it whole). Leaves that are not packed are left out of the result.
-        """
-        wanted = [p for p in positions if p in self.positions]
-        if len(wanted) >= 2:
-            return dict(zip(wanted, self.gather(rows, index, wanted), strict=True))
-        return {p: views[p][index] for p in wanted}
-
-    def gather(self, rows: np.ndarray, index: np.ndarray, positions: Sequence[int]) -> list[np.ndarray]:
-        """The leaves ``positions`` at ``index``: one gather of whole rows, then a strided view per leaf.
-
-        The views share one block, fresh or the active output arena's; they are not C-contiguous
-        (``np.ascontiguousarray``/``.contiguous()`` copies when a consumer needs that).
-        """
-        whole = rows.view(np.uint8).reshape(rows.shape[0], self.dtype.itemsize)
-        taken = take_rows(whole, index).view(self.dtype).reshape(-1)
-        return [taken[f"f{position}"] for position in positions]
-
-
-def read_host_rows(
-    arrays: Sequence[np.ndarray],
-    positions: Sequence[int],
-    index: Any,
-    packing: PackedRows | None,
-    packed: np.ndarray | None,
-) -> list[Any]:
-    """Host values of the leaves ``positions`` at a host ``index`` (an int, a slice or an index array).
-
-    For an index array the packed leaves come from one gather of whole rows and every other leaf
-    from one ``take``; an int or a slice gives fresh copies (one text row: a ``str``).
-    """
-    if isinstance(index, np.ndarray):
-        gathered = packing.read(packed, arrays, positions, index) if packing is not None and packed is not None else {}
-        return [gathered[p] if p in gathered else take_rows(arrays[p], index) for p in positions]
-    return [copy_rows(arrays[p], index) for p in positions]
-
-
-def copy_rows(array: np.ndarray, index: Any) -> Any:
-    """Rows of a host array at an int or a slice, as a fresh array (a ``str`` for one text row)."""
-    picked = array[index]
-    return picked if isinstance(picked, str) else np.array(picked)

@@ -33,6 +33,7 @@ from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._directories import new_directory
+from unibatch.storages._host_reads import HostRowReader
 from unibatch.storages._leaves import (
     Leaf,
     assemble,
@@ -43,7 +44,7 @@ from unibatch.storages._leaves import (
     split_value,
     texts_to_objects,
 )
-from unibatch.storages._packed import PackedRows, read_host_rows
+from unibatch.storages._packed import PackedRows
 from unibatch.storages._registry import register_storage
 
 SIDECAR = "memmap.json"
@@ -64,6 +65,7 @@ class MemmapStorage(SpaceStorage):
     is_multiprocessing_safe = True
     supports_columns = True
     is_persistent = True
+    reads_on_host = True
     cache_filename: Path
 
     def __init__(
@@ -75,8 +77,13 @@ class MemmapStorage(SpaceStorage):
         self._owner_pid = os.getpid() if owns_directory else None
         self._temporary_root: Path | None = None
         self._leaves = leaf_table(single_instance_space)
+        self._all_leaves = tuple(range(len(self._leaves)))
         self._arrays: list[np.ndarray] | None = None
-        self._plain_numpy = self.backend.array_type is np.ndarray and not any(leaf.is_text for leaf in self._leaves)
+        self._readers: dict[tuple[int, ...], HostRowReader] = {}  # per set of leaves, for the current maps
+        self._wraps = [
+            texts_to_objects if leaf.is_text else self.backend.fresh_host_wrapper(leaf.numpy_dtype, self.device)
+            for leaf in self._leaves
+        ]
         sidecar = _read_sidecar(self.cache_filename)
         _check_leaves(sidecar, self._leaves, self.cache_filename)
         self._packing = PackedRows.from_json(sidecar["packed"], self._leaves) if sidecar.get("packed") else None
@@ -172,6 +179,7 @@ class MemmapStorage(SpaceStorage):
                 for i in range(len(self._leaves))
             ]
             self._maps = list(mapped.values())
+            self._readers = {}
         return self._arrays
 
     def _ensure_rows(self, needed: int) -> None:
@@ -209,21 +217,18 @@ class MemmapStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ data
     def get(self, index: StorageIndex) -> Any:
-        return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
+        return assemble(self.single_instance_space, self._get_leaves(self._all_leaves, index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
         on_host = host_index(index)
         if self.capacity is None:
             self._ensure_rows(_max_row(on_host) + 1)
-        values = read_host_rows(self._open(), positions, on_host, self._packing, self._packed_rows)
-        if self._plain_numpy:
-            return values
-        return [self._to_backend(self._leaves[p], value) for p, value in zip(positions, values, strict=True)]
-
-    def _to_backend(self, leaf: Leaf, value: np.ndarray) -> Any:
-        if leaf.is_text:
-            return texts_to_objects(value)
-        return self.backend.from_numpy(value, device=self.device)
+        arrays = self._open()
+        key = tuple(positions)
+        reader = self._readers.get(key)
+        if reader is None:
+            reader = self._readers[key] = HostRowReader(arrays, key, self._packing, self._packed_rows, self._wraps)
+        return reader.read(on_host)
 
     def set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
@@ -276,6 +281,7 @@ class MemmapStorage(SpaceStorage):
         state = dict(self.__dict__)
         state["_arrays"] = state["_packed_rows"] = None
         state["_maps"] = []
+        state["_readers"] = {}
         state["_owner_pid"] = None  # only the creating process deletes a temporary directory
         return state
 

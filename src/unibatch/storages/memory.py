@@ -15,8 +15,9 @@ from typing_extensions import Self
 from unibatch.spaces import Space
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
+from unibatch.storages._host_reads import HostRowReader, copy_rows
 from unibatch.storages._leaves import Leaf, assemble, assign_leaves, assign_row, host_index, leaf_table, split_value
-from unibatch.storages._packed import PackedRows, copy_rows, read_host_rows
+from unibatch.storages._packed import PackedRows
 from unibatch.storages._registry import register_storage
 from unibatch.storages.memmap import MemmapStorage
 
@@ -46,6 +47,7 @@ class MemoryStorage(SpaceStorage):
     ) -> None:
         super().__init__(single_instance_space)
         self._leaves = leaf_table(single_instance_space)
+        self._all_leaves = tuple(range(len(self._leaves)))
         self._arrays = arrays
         self._packed = packed  # the packed rows that some of ``arrays`` are views of (see _packed.py)
         self._packing = PackedRows.of(self._leaves) if packed is not None else None
@@ -116,8 +118,15 @@ class MemoryStorage(SpaceStorage):
         """
         views = [array if leaf.is_text else self.backend.host_view(array) for leaf, array in self._leaf_arrays()]
         self._views = None if any(view is None for view in views) else [view for view in views if view is not None]
-        self._wrap = None if self.backend.array_type is np.ndarray else self.backend.from_numpy
-        self._texts = [leaf.is_text for leaf in self._leaves]
+        self._wraps = [
+            None if leaf.is_text else self.backend.fresh_host_wrapper(leaf.numpy_dtype, self.device)
+            for leaf in self._leaves
+        ]
+        self._readers: dict[tuple[int, ...], HostRowReader] = {}
+
+    @property
+    def reads_on_host(self) -> bool:  # type: ignore[override]
+        return self._views is not None
 
     def _leaf_arrays(self) -> list[tuple[Leaf, Any]]:
         return list(zip(self._leaves, self._arrays, strict=True))
@@ -139,19 +148,16 @@ class MemoryStorage(SpaceStorage):
         self._length = length
 
     def get(self, index: StorageIndex) -> Any:
-        return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
+        return assemble(self.single_instance_space, self._get_leaves(self._all_leaves, index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
         views = self._views
         if views is not None:
-            values = read_host_rows(views, positions, host_index(index), self._packing, self._packed)
-            wrap, texts = self._wrap, self._texts
-            if wrap is None:
-                return values
-            return [
-                value if texts[p] else wrap(value, device=self.device)
-                for p, value in zip(positions, values, strict=True)
-            ]
+            key = tuple(positions)
+            reader = self._readers.get(key)
+            if reader is None:
+                reader = self._readers[key] = HostRowReader(views, key, self._packing, self._packed, self._wraps)
+            return reader.read(host_index(index))
         values = []
         for position in positions:
             leaf, array = self._leaves[position], self._arrays[position]
