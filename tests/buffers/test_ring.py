@@ -265,11 +265,6 @@ def test_plan_append_is_plan_write_of_one_row(state):
     for cap in (capacity, None):
         start = offset if cap is not None else 0
         full = plan_write(count, start, 1, cap)
-        one = plan_append(count, start, cap)
-        assert full.segments == (Segment(one.slot, one.slot + 1, 0, 1),)
-        assert (one.kept_count, one.kept_offset, one.count, one.offset) == (
-            full.kept_count,
-            full.kept_offset,
-            full.count,
-            full.offset,
-        )
+        slot, *state_after = plan_append(count, start, cap)
+        assert full.segments == (Segment(slot, slot + 1, 0, 1),)
+        assert state_after == [full.kept_count, full.kept_offset, full.count, full.offset]

@@ -7,7 +7,8 @@ import pytest
 
 from unibatch import BinarySpace, BoxSpace, DictSpace, ReplayBuffer, TextSpace, TupleSpace
 from unibatch.errors import SpaceMismatchError
-from unibatch.spaces._exact import exact_leaves
+from unibatch.spaces import concatenate
+from unibatch.spaces._exact import exact_batch_leaves, exact_leaves
 from unibatch.testing.conformance import assert_tree_equal
 
 
@@ -107,3 +108,99 @@ def test_numpy_scalars_of_the_leaf_dtype_are_exact_on_numpy():
     assert_tree_equal(
         buffer[0], {**value, "reward": np.asarray(0.5, np.float32), "pair": (value["pair"][0], np.asarray(True))}
     )
+
+
+# ---------------------------------------------------------------------------------------------- batches
+
+
+def step_batch(backend, ids):
+    return concatenate(step_space(backend), [step(backend, i) for i in ids])
+
+
+def test_exact_batches_give_their_size_and_leaves_in_flat_order(backend):
+    extract = exact_batch_leaves(step_space(backend))
+    batch = step_batch(backend, range(3))
+    if backend.simplified_name == "jax":
+        assert extract(batch) is None  # as for single values: the detailed path
+        return
+    n, leaves = extract(batch)
+    assert n == 3 and [tuple(leaf.shape) for leaf in leaves] == [(3, 3), (3, 2), (3,), (3,)]
+    assert leaves[0] is batch["obs"]["state"] and leaves[3] is batch["reward"]
+    assert exact_batch_leaves(step_space(backend))(step_batch(backend, []))[0] == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda v: {**v, "extra": v["reward"]},
+        lambda v: {k: x for k, x in v.items() if k != "obs"},
+        lambda v: {**v, "obs": {"state": np.zeros((3, 4), np.float32)}},
+        lambda v: {**v, "obs": {"state": np.zeros((3, 3), np.float64)}},
+        lambda v: {**v, "reward": v["reward"][:2]},
+        lambda v: {**v, "reward": np.float32(1.0)},
+        lambda v: {**v, "reward": 1.0},
+        lambda v: {**v, "pair": list(v["pair"])},
+        lambda v: {**v, "obs": {"state": v["obs"]["state"].tolist()}},
+        lambda v: v["reward"],
+    ],
+    ids=[
+        "extra key",
+        "missing key",
+        "shape",
+        "dtype",
+        "batch sizes",
+        "numpy scalar leaf",
+        "python scalar leaf",
+        "list for tuple",
+        "list for array",
+        "not a dict",
+    ],
+)
+def test_any_batch_not_exact_goes_to_the_detailed_check(change):
+    from unibatch.backends import backend_from_name
+
+    backend = backend_from_name("numpy")
+    assert exact_batch_leaves(step_space(backend))(change(step_batch(backend, range(3)))) is None
+
+
+# ---------------------------------------------------------------------------------------------- host leaves
+
+
+def test_host_leaves_of_numpy_values_are_the_values_themselves():
+    from unibatch.backends import backend_from_name
+
+    backend = backend_from_name("numpy")
+    value, batch = step(backend, 2), step_batch(backend, range(2))
+    assert exact_leaves(step_space(backend), host=True)(value) == exact_leaves(step_space(backend))(value)
+    host_batch = exact_batch_leaves(step_space(backend), host=True)(batch)
+    assert all(a is b for a, b in zip(host_batch[1], exact_batch_leaves(step_space(backend))(batch)[1], strict=True))
+
+
+def test_host_leaves_of_tensors_are_numpy_views_and_python_scalars():
+    torch = pytest.importorskip("torch")
+    from unibatch.backends import backend_from_name
+
+    backend = backend_from_name("pytorch")
+    space = step_space(backend)
+    value = {**step(backend, 1), "reward": torch.tensor(0.5)}
+    state, first, second, reward = exact_leaves(space, host=True)(value)
+    assert type(state) is np.ndarray and np.shares_memory(state, value["obs"]["state"].numpy())
+    assert type(first) is np.ndarray and first.dtype == np.int32
+    assert second is True and type(reward) is float and reward == 0.5
+    n, leaves = exact_batch_leaves(space, host=True)(step_batch(backend, range(4)))
+    assert n == 4 and all(type(leaf) is np.ndarray for leaf in leaves)
+    assert [leaf.dtype for leaf in leaves] == [np.float32, np.int32, np.bool_, np.float32]
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["value", "batch"])
+def test_tensors_without_a_direct_host_view_go_to_the_detailed_check(batched):
+    """A tensor requiring grad (or on a device) is valid but not exact for a host storage."""
+    pytest.importorskip("torch")
+    from unibatch.backends import backend_from_name
+
+    backend = backend_from_name("pytorch")
+    value = step_batch(backend, range(2)) if batched else step(backend, 1)
+    value["obs"]["state"] = value["obs"]["state"].clone().requires_grad_(True)
+    extract = (exact_batch_leaves if batched else exact_leaves)(step_space(backend), host=True)
+    assert extract(value) is None
+    assert (exact_batch_leaves if batched else exact_leaves)(step_space(backend))(value) is not None

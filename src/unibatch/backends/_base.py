@@ -186,6 +186,17 @@ class ComputeBackend(ABC, Generic[ArrayT, DeviceT, DTypeT, RNGT]):
         """
         return None
 
+    def exact_host_conversions(self) -> tuple[Callable[[ArrayT], np.ndarray], Callable[[ArrayT], Any]] | None:
+        """How the exact write path hands arrays of this backend to host (NumPy) storages.
+
+        Returns ``(to_host, scalar_to_host)``: an array to a NumPy array with its values (a view
+        where the backend allows), and a 0-d array to a value a NumPy array takes (a Python
+        scalar); None when arrays are NumPy already. Either may raise ``TypeError``,
+        ``ValueError`` or ``RuntimeError`` for an array it does not convert (on a device,
+        requiring grad): such a value takes the detailed path. Resolved once per space.
+        """
+        return self.to_numpy, self.to_numpy
+
     def fresh_host_wrapper(
         self, dtype: np.dtype, device: DeviceT | None = None
     ) -> Callable[[np.ndarray], ArrayT] | None:

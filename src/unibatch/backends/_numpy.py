@@ -71,6 +71,9 @@ class NumpyBackend(ComputeBackend[np.ndarray, str, np.dtype, np.random.Generator
     def host_view(self, x: np.ndarray) -> np.ndarray | None:
         return x
 
+    def exact_host_conversions(self) -> None:
+        return None
+
     def fresh_host_wrapper(self, dtype: np.dtype, device: str | None = None) -> None:
         self.to_device(np.empty(0), device)
         return

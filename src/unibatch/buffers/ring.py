@@ -58,29 +58,22 @@ def plan_write(count: int, offset: int, n: int, capacity: int | None) -> WritePl
     return WritePlan(tuple(segments), count - outflow, kept_offset, min(count + n, capacity), kept_offset)
 
 
-@dataclass(slots=True)
-class AppendPlan:
-    """:class:`WritePlan` of one row, without segments (the per-step path)."""
-
-    slot: int
-    kept_count: int
-    kept_offset: int
-    count: int
-    offset: int
+AppendPlan = tuple[int, int, int, int, int]
+"""``(slot, kept_count, kept_offset, count, offset)``: :class:`WritePlan` of one row, without segments."""
 
 
 def plan_append(count: int, offset: int, capacity: int | None) -> AppendPlan:
-    """``plan_write(count, offset, 1, capacity)`` as one slot.
+    """``plan_write(count, offset, 1, capacity)`` as one slot (a plain tuple: the per-step path).
 
     >>> plan_append(count=10, offset=3, capacity=10)  # full: the oldest row (slot 3) is replaced
-    AppendPlan(slot=3, kept_count=9, kept_offset=4, count=10, offset=4)
+    (3, 9, 4, 10, 4)
     """
     if capacity is None:
-        return AppendPlan(count, count, offset, count + 1, 0)
+        return count, count, offset, count + 1, 0
     if count < capacity:
-        return AppendPlan((offset + count) % capacity, count, offset, count + 1, offset)
+        return (offset + count) % capacity, count, offset, count + 1, offset
     following = (offset + 1) % capacity
-    return AppendPlan(offset, count - 1, following, count, following)
+    return offset, count - 1, following, count, following
 
 
 def physical_slot(index: int, offset: int, capacity: int | None) -> int:

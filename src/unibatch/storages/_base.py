@@ -49,6 +49,9 @@ class SpaceStorage(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRN
     cache_filename: PathLike | None = None
     is_multiprocessing_safe: bool = False
     is_mutable: bool = True
+    writes_host_leaves: bool = False
+    """Whether :meth:`set_leaves` takes host leaves (NumPy arrays, Python and NumPy scalars) rather
+    than the space's backend arrays: true for storages that write through NumPy arrays."""
     reads_on_host: bool = False
     """Whether :meth:`get` gathers host (NumPy) arrays: index arithmetic is then cheapest on a
     NumPy index, so callers bring index arrays to the host before mapping them."""
@@ -129,11 +132,13 @@ class SpaceStorage(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRN
     def set(self, index: StorageIndex, value: BatchT) -> None:
         """Write values (already validated against the space) at ``index``."""
 
-    def set_leaves(self, index: int, leaves: Sequence[Any]) -> None:
-        """Write one row given as its leaves in flat order (the per-step path of ``append``).
+    def set_leaves(self, index: int | slice, leaves: Sequence[Any]) -> None:
+        """Write one row (an int) or a range of rows (a slice) given as leaves in flat order.
 
-        Same contract as :meth:`set`; storages with one array per leaf override it to skip
-        rebuilding the nested value.
+        The fast path of ``append`` and ``extend``: ``leaves`` are exactly what the space stores
+        (:func:`~unibatch.spaces._exact.exact_leaves`), brought to the host first when
+        :attr:`writes_host_leaves` says so. Same contract as :meth:`set` otherwise; storages with
+        one array per leaf override it to skip rebuilding the nested value.
         """
         self.set(index, assemble(self.single_instance_space, list(leaves)))
 

@@ -357,7 +357,7 @@ class ParquetStorage(SpaceStorage):
     def set(self, index: StorageIndex, value: Any) -> None:
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
-    def set_leaves(self, index: int, leaves: Sequence[Any]) -> None:
+    def set_leaves(self, index: int | slice, leaves: Sequence[Any]) -> None:
         self._set_leaves(range(len(self._leaves)), index, list(leaves))
 
     def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
