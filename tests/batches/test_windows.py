@@ -190,8 +190,8 @@ def test_column_first_plan_equals_the_row_path(backend, ends, stack_metadata):
     planned = SliceStackedBatch(buffer, [-2, -1, 0, 1], mask, stack_metadata=stack_metadata)
     plain = SliceStackedBatch(reference, [-2, -1, 0, 1], mask, stack_metadata=stack_metadata)
     index = backend.asarray([0, 3, 5, 1], dtype=backend.default_index_dtype)
-    assert planned._plan_filled_frames(planned.expand_index(index)) is not None
-    assert plain._plan_filled_frames(plain.expand_index(index)) is None
+    assert planned._plan_filled_frames(planned._frames(planned._index(index))) is not None
+    assert plain._plan_filled_frames(plain._frames(plain._index(index))) is None
     assert_tree_equal(planned.get_at_with_metadata(index), plain.get_at_with_metadata(index))
     assert_tree_equal(planned.get_flattened_at(index), plain.get_flattened_at(index))
 

@@ -41,15 +41,22 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+_RESOLVED: dict[str, ComputeBackend] = {"numpy": NumpyComputeBackend}
+"""Backends by name once loaded: lookups on hot paths (every array's backend) cost one dict access."""
+
+
 def backend_from_name(name: str) -> ComputeBackend:
     """The backend persisted as ``name`` (``"numpy"``, ``"pytorch"`` or ``"torch"``, ``"jax"``)."""
+    backend = _RESOLVED.get(name)
+    if backend is not None:
+        return backend
     try:
         attribute = _NAMES[name]
     except KeyError:
         raise UnknownNameError(f"unknown backend {name!r}; known: numpy, pytorch, jax") from None
-    if attribute == "NumpyComputeBackend":
-        return NumpyComputeBackend
-    return __getattr__(attribute)
+    backend = NumpyComputeBackend if attribute == "NumpyComputeBackend" else __getattr__(attribute)
+    _RESOLVED[name] = backend
+    return backend
 
 
 def get_backend_or_none(x: Any) -> ComputeBackend | None:
@@ -76,6 +83,10 @@ def get_backend(*arrays: Any) -> ComputeBackend:
     >>> get_backend(np.zeros(3)).simplified_name
     'numpy'
     """
+    if len(arrays) == 1:  # the common call: no set
+        backend = get_backend_or_none(arrays[0])
+        if backend is not None:
+            return backend
     backends = {get_backend_or_none(x) for x in arrays}
     if None in backends or not arrays:
         bad = next((type(x).__name__ for x in arrays if get_backend_or_none(x) is None), "nothing")

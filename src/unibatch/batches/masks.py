@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from array_api_compat import array_namespace
+
 from unibatch._typing import Array
 from unibatch.errors import SpaceMismatchError
 
@@ -40,7 +42,8 @@ class ColumnMask(ABC):
         self.key = key
         self.is_in_metadata = is_in_metadata
 
-    def _column(self, data: Any, metadata: Any) -> Array:
+    def column(self, data: Any, metadata: Any) -> Array:
+        """The ``(B, T)`` values of the mask's column in the frames read."""
         if self.is_in_metadata:
             if metadata is None:
                 raise SpaceMismatchError(f"valid-mask key {self.key!r} is expected in metadata, but there is none")
@@ -48,11 +51,14 @@ class ColumnMask(ABC):
         return _lookup(data, self.key, "data")
 
     def __call__(self, stacked: Any, frames: Array, data: Any, metadata: Any) -> Array:
-        return self.mask_from_column(stacked, self._column(data, metadata))
+        return self.mask_from_column(stacked, self.column(data, metadata))
 
     @abstractmethod
     def mask_from_column(self, stacked: Any, column: Array) -> Array:
-        """``(B, T)`` validity from the ``(B, T)`` values of the column."""
+        """``(B, T)`` validity from the ``(B, T)`` values of the column, in the column's own namespace.
+
+        Window views pass a NumPy view of the column when their backend has host views.
+        """
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and vars(other) == vars(self)
@@ -78,8 +84,8 @@ class EpisodeEndMask(ColumnMask):
     """
 
     def mask_from_column(self, stacked: Any, flags: Array) -> Array:
-        xp = stacked.backend.xp
-        ends = xp.astype(flags, stacked.backend.default_integer_dtype)
+        xp = array_namespace(flags)
+        ends = xp.astype(flags, xp.int32)  # counts of at most T
         before = xp.cumulative_sum(ends, axis=1) - ends  # number of ends strictly before each frame
         centre = stacked.centre_position
         return before == before[:, centre : centre + 1]

@@ -23,6 +23,7 @@ from unibatch._typing import Array
 from unibatch.backends import get_backend, get_backend_or_none
 from unibatch.batches._base import BatchBase, Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
+from unibatch.batches._window_index import WindowIndex, fill_moves, fill_positions
 from unibatch.batches.masks import ColumnMask, EpisodeEndMask, EpisodeIdMask, KeyPath
 from unibatch.errors import SpaceMismatchError
 from unibatch.spaces import BinarySpace, DictSpace, Space, batch_space, flatten_data, get_at
@@ -69,6 +70,7 @@ class SliceStackedBatch(BatchBase):
         super().__init__(batch_space(batch.single_space, size), DictSpace(batch.backend, metadata, batch.device))
         self.batch = batch
         self.fixed_offset = batch.backend.asarray(offsets, dtype=batch.backend.default_index_dtype, device=batch.device)
+        self._index_space = WindowIndex(batch.backend, batch.device, offsets)
         self.centre_position = offsets.index(0)
         self.get_valid_mask_function = get_valid_mask_function
         self.fill_invalid_data = fill_invalid_data
@@ -96,18 +98,27 @@ class SliceStackedBatch(BatchBase):
         Indices may fall outside ``[0, len)``; such frames are invalid.
         """
         index = self._index(idx)
-        frames = self._frames(self._as_rows(index))
+        frames = self._index_space.to_backend(self._frames(index))
         return frames[0] if is_single(index) else frames
 
     def get_valid_mask(self, frames: Array, data: Any, metadata: Any) -> Array:
         """``(B, T)`` validity of frames already read: inside ``[0, len)`` and accepted by the mask function."""
-        return self._valid(frames, self._clipped(frames), data, metadata)
+        space = self._index_space
+        frames = space.to_index(frames)
+        return space.to_backend(self._valid(frames, space.clip(frames, len(self.batch)), data, metadata))
 
-    def _valid(self, frames: Array, clipped: Array, data: Any, metadata: Any) -> Array:
-        """:meth:`get_valid_mask` given the clipped frames (a frame is inside ``[0, len)`` when clipping keeps it)."""
+    def _valid(self, frames: Any, clipped: Any, data: Any, metadata: Any) -> Any:
+        """:meth:`get_valid_mask` in the index space, given the clipped frames.
+
+        A frame is inside ``[0, len)`` when clipping keeps it. A column mask reads its column in
+        the index space; any other mask function gets the backend's frames and data.
+        """
         valid = frames == clipped
-        if self.get_valid_mask_function is not None:
-            valid = valid & self.get_valid_mask_function(self, frames, data, metadata)
+        mask, space = self.get_valid_mask_function, self._index_space
+        if isinstance(mask, ColumnMask):
+            valid = valid & mask.mask_from_column(self, space.to_index(mask.column(data, metadata)))
+        elif mask is not None:
+            valid = valid & space.to_index(mask(self, space.to_backend(frames), data, metadata))
         return valid
 
     def get_valid_mask_flattened(self, frames: Array, flat_data: Array, metadata: Any) -> Array:
@@ -127,38 +138,36 @@ class SliceStackedBatch(BatchBase):
         """
         backend, xp = self.backend, self.backend.xp
         positions = xp.arange(self.window_size, dtype=backend.default_index_dtype, device=self.device)
-        source = _fill_positions(xp, backend.cumulative_max, valid, self.centre_position, positions)
+        source = fill_positions(xp, backend.cumulative_max, valid, self.centre_position, positions)
         rows, size = int(valid.shape[0]), self.window_size
         base = xp.arange(rows, dtype=source.dtype, device=self.device)[:, None] * size
         flat_index = xp.reshape(base + source, (rows * size,))
         return _gather_windows(space, data, flat_index, rows, size)
 
     # ------------------------------------------------------------------ reads
-    def _as_rows(self, index: NormalizedIndex) -> Array:
+    def _frames(self, index: NormalizedIndex) -> Any:
+        """``(B, T)`` source frames (index space) of the windows at a normalised index (``B = 1`` for an int)."""
+        space = self._index_space
         if is_single(index):
-            return self.backend.asarray([index], dtype=self.backend.default_index_dtype, device=self.device)
-        return index
+            rows = space.xp.asarray([index], dtype=space.offsets.dtype, **space._device_keyword())
+        else:
+            rows = space.to_index(index)
+        return space.frames(rows)
 
-    def _frames(self, rows: Array) -> Array:
-        return rows[:, None] + self.fixed_offset[None, :]
-
-    def _clipped(self, frames: Array) -> Array:
-        """Frame indices moved into ``[0, len)`` (out-of-range frames are invalid anyway)."""
-        return self.backend.clip(frames, 0, max(len(self.batch) - 1, 0))
-
-    def _read_frames(self, frames: Array, with_metadata: bool) -> tuple[Any, Metadata]:
-        """Read the ``(B, T)`` frames (already inside ``[0, len)``) from the source in one call."""
-        xp = self.backend.xp
+    def _read_frames(self, frames: Any, with_metadata: bool) -> tuple[Any, Metadata]:
+        """Read the ``(B, T)`` frames (index space, already inside ``[0, len)``) from the source in one call."""
+        space = self._index_space
         rows, size = int(frames.shape[0]), self.window_size
         flat = frames.reshape((rows * size,))
         if self.batch.has_expensive_reads:
-            unique, inverse = xp.unique_inverse(flat)
-            data, metadata = self.batch._get(unique, with_metadata)
+            unique, inverse = _unique_inverse(space.xp, flat)
+            data, metadata = self.batch._get(space.to_backend(unique), with_metadata)
+            inverse = space.to_backend(inverse)
             data = get_at(self._frame_space, data, inverse)
             if metadata is not None:
                 metadata = get_at(batch_space(self.batch.single_metadata_space, 1), metadata, inverse)  # type: ignore[arg-type]
         else:
-            data, metadata = self.batch._get(flat, with_metadata)
+            data, metadata = self.batch._get(space.to_backend(flat), with_metadata)
         data = _reshape_leading(self._frame_space, data, rows, size)
         if metadata is not None and self.batch.single_metadata_space is not None:
             metadata = _reshape_leading(self.batch.single_metadata_space, metadata, rows, size)
@@ -167,7 +176,7 @@ class SliceStackedBatch(BatchBase):
     def _get(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Any, Metadata]:
         if len(self.batch) == 0 and not is_single(index):
             return batch_space(self.single_space, 0).create_empty(), self._empty_metadata() if with_metadata else None
-        frames = self._frames(self._as_rows(index))
+        frames = self._frames(index)
         has_metadata = self.batch.single_metadata_space is not None
         # Expensive reads (decoding): validity from one cheap column first, then each needed row once.
         plan = self._plan_filled_frames(frames) if self.fill_invalid_data and self.batch.has_expensive_reads else None
@@ -176,7 +185,7 @@ class SliceStackedBatch(BatchBase):
             data, metadata = self._read_frames(filled, with_metadata and has_metadata)
         else:
             needs_metadata = with_metadata or self.get_valid_mask_function is not None
-            clipped = self._clipped(frames)
+            clipped = self._index_space.clip(frames, len(self.batch))
             data, metadata = self._read_frames(clipped, needs_metadata and has_metadata)
             valid = self._valid(frames, clipped, data, metadata)
             if self.fill_invalid_data:
@@ -185,7 +194,7 @@ class SliceStackedBatch(BatchBase):
                     metadata = self._fill(self.batch.single_metadata_space, metadata, valid)  # type: ignore[arg-type]
         if metadata is not None and not self.stack_metadata:
             metadata = self._centre(metadata)
-        result_metadata = self._metadata(metadata, valid) if with_metadata else None
+        result_metadata = self._metadata(metadata, self._index_space.to_backend(valid)) if with_metadata else None
         if is_single(index):
             data = get_at(self._batched_space, data, 0)
             if result_metadata is not None:
@@ -199,14 +208,14 @@ class SliceStackedBatch(BatchBase):
             return flatten_data(batch_space(frame, 1), data, start_dim=1), metadata
         return flatten_data(batch_space(batch_space(frame, 1), 1), data, start_dim=2), metadata
 
-    def _plan_filled_frames(self, frames: Array) -> tuple[Array, Array] | None:
-        """``(valid, filled frames)`` from the frame indices and, when needed, one cheap column read.
+    def _plan_filled_frames(self, frames: Any) -> tuple[Any, Any] | None:
+        """``(valid, filled frames)`` (index space) from the frames and, when needed, one cheap column read.
 
         None when the mask needs whole rows (no column mask, or a source without cheap columns).
         """
-        xp = self.backend.xp
+        space = self._index_space
         rows, size = int(frames.shape[0]), self.window_size
-        clipped = self._clipped(frames)
+        clipped = space.clip(frames, len(self.batch))
         in_range = frames == clipped
         mask = self.get_valid_mask_function
         valid = in_range
@@ -214,13 +223,12 @@ class SliceStackedBatch(BatchBase):
             if not isinstance(mask, ColumnMask):
                 return None
             key = [mask.key] if isinstance(mask.key, (str, int)) else list(mask.key)
-            column = self.batch._read_key(key, mask.is_in_metadata, xp.reshape(clipped, (rows * size,)))
+            flat = space.to_backend(clipped.reshape((rows * size,)))
+            column = self.batch._read_key(key, mask.is_in_metadata, flat)
             if column is None:
                 return None
-            valid = in_range & mask.mask_from_column(self, xp.reshape(column, (rows, size)))
-        positions = xp.arange(size, dtype=self.backend.default_index_dtype, device=self.device)
-        sources = _fill_positions(xp, self.backend.cumulative_max, valid, self.centre_position, positions)
-        return valid, xp.take_along_axis(clipped, sources, axis=1)
+            valid = in_range & mask.mask_from_column(self, space.to_index(column).reshape((rows, size)))
+        return valid, space.xp.take_along_axis(clipped, space.fill_positions(valid), axis=1)
 
     def _centre(self, metadata: Any) -> Any:
         """The centre frame's metadata of ``(B, T, ...)`` metadata."""
@@ -241,10 +249,9 @@ class SliceStackedBatch(BatchBase):
         copied first) and a batch whose frames are all valid costs nothing. A mask on a device
         takes the gather of every frame instead (finding the changed frames would synchronise).
         """
-        mask = self.backend.host_view(valid)
-        if mask is None:
+        if not self._index_space.on_host:
             return self.fill_data_with_stack_mask(space, data, valid)
-        moves = _fill_moves(mask, self.centre_position)
+        moves = fill_moves(valid, self.centre_position)
         if moves is None:
             return data
         destination, source = moves
@@ -306,45 +313,6 @@ def _parse_offsets(fixed_offset: Any, batch: BatchBase) -> list[int]:
     return offsets
 
 
-def _fill_positions(
-    xp: Any, cumulative_max: Callable[..., Array], valid: Array, centre: int, positions: Array
-) -> Array:
-    """For each ``(b, t)`` of a ``(B, T)`` mask: the window position whose frame fills it (``t`` itself when valid).
-
-    Before the centre the nearest valid position at or after ``t``, after it the nearest at or
-    before ``t``; the centre counts as valid. Two running maxima, no in-place writes. ``xp`` is an
-    array namespace (NumPy itself on the host) and ``positions`` is ``arange(T)`` in it.
-    """
-    size = int(valid.shape[1])
-    usable = valid | (positions == centre)
-    # After the centre: the last usable position at or before t (a running maximum).
-    last_at_or_before = cumulative_max(xp.where(usable, positions, -1), axis=1)
-    # Before the centre: the first usable position at or after t (the same, on the reversed window).
-    reversed_last = cumulative_max(xp.where(xp.flip(usable, axis=1), positions, -1), axis=1)
-    first_at_or_after = size - 1 - xp.flip(reversed_last, axis=1)
-    return xp.where(positions < centre, first_at_or_after, last_at_or_before)
-
-
-def _fill_moves(mask: np.ndarray, centre: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Flat ``(destination, source)`` frame positions (``b * T + t``) that filling a ``(B, T)`` host mask moves.
-
-    Only the windows with an invalid frame are looked at. None when nothing moves.
-    """
-    invalid = np.flatnonzero(~mask)
-    if not invalid.size:
-        return None
-    size = mask.shape[1]
-    rows = invalid // size
-    rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]  # sorted: each window with an invalid frame once
-    positions = np.arange(size)
-    sources = _fill_positions(np, np.maximum.accumulate, mask[rows], centre, positions)
-    changed, frame = np.nonzero(sources != positions)
-    if not changed.size:
-        return None
-    base = rows[changed] * size
-    return base + frame, base + sources[changed, frame]
-
-
 def _move_frames(leaf: Any, destination: np.ndarray, source: np.ndarray) -> Any:
     """``frames[destination] = frames[source]`` on a ``(B, T, ...)`` host leaf seen as ``B * T`` frames.
 
@@ -366,6 +334,13 @@ def _move_frames(leaf: Any, destination: np.ndarray, source: np.ndarray) -> Any:
     rows, frame, source_frame = destination // size, destination % size, source % size
     row_, frame_, source_ = (backend.asarray(v, device=backend.device(leaf)) for v in (rows, frame, source_frame))
     return backend.at(leaf)[row_, frame_].set(leaf[row_, source_])
+
+
+def _unique_inverse(xp: Any, flat: Any) -> tuple[Any, Any]:
+    """Distinct values and the positions of every value among them (NumPy or an array namespace)."""
+    if xp is np:
+        return np.unique(flat, return_inverse=True)
+    return xp.unique_inverse(flat)
 
 
 def _reshape_leading(space: Space, data: Any, rows: int, size: int) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ctypes
+import math
 import threading
 import weakref
 from typing import Any, cast
@@ -90,7 +91,7 @@ class RecyclingPool:
 
     def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """An uninitialised array of ``shape`` and ``dtype`` (no object dtype) on a recycled buffer when one is idle."""
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         with self._lock:
             idle = self._idle.get(nbytes)
             buffer = idle.pop() if idle else None
@@ -126,7 +127,7 @@ def take_rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
     arena = _ACTIVE.get()
     if arena is not None:
         out = arena.buffer(shape, array.dtype)
-    elif len(index) * array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64)) >= RECYCLE_MIN_BYTES:
+    elif len(index) * array.itemsize * math.prod(array.shape[1:]) >= RECYCLE_MIN_BYTES:
         out = RECYCLED.empty(shape, array.dtype)
     else:
         return array.take(index, axis=0)
