@@ -288,3 +288,22 @@ def test_tensors_that_need_their_own_conversion_take_the_detailed_path(tmp_path,
     expected = host(batch(backend, [3, 4, 5]))
     assert_tree_equal(buffer.get_at(slice(None)), expected)
     assert isinstance(buffer.get_at(0)["obs"]["state"], torch.Tensor)
+
+
+# ---------------------------------------------------------------------------------------------- crash safety
+
+
+def test_fast_writes_into_committed_rows_commit_first(backend, tmp_path, buffers):
+    """DESIGN §5 on the fast path: committed slots leave the committed range before their bytes change."""
+    buffer = make(kind="memmap", backend=backend, capacity=8, path=tmp_path / "rb")
+    buffers.append(buffer)
+    buffer.extend(batch(backend, range(8)))
+    buffer.flush()
+    for write, survivors in [
+        (lambda: buffer.extend(batch(backend, [8, 9, 10])), [3, 4, 5, 6, 7]),  # overwrites rows 0..2
+        (lambda: buffer.append(step(backend, 11)), [4, 5, 6, 7]),
+    ]:
+        write()
+        crashed = ReplayBuffer.load_from(tmp_path / "rb", backend=backend)  # what a SIGKILL now leaves
+        buffers.append(crashed)
+        assert_tree_equal(crashed.get_at(slice(None)), host(batch(backend, survivors)))

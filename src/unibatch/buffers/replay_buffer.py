@@ -228,7 +228,7 @@ class ReplayBuffer(BatchBase):
         with self._state.locked():
             capacity = self.storage.capacity
             plan = ring.plan_write(self._state.count, self._state.offset, n, capacity)
-            self._before_write(plan.kept_count, plan.kept_offset, [(s.start, s.stop) for s in plan.segments])
+            self._before_write(plan.kept_count, plan.kept_offset, plan.segments)
             if capacity is None:
                 self.storage.extend_length(n)
             for segment in plan.segments:
@@ -239,10 +239,11 @@ class ReplayBuffer(BatchBase):
                 )
             self._state.publish(plan.count, plan.offset)
 
-    def _before_write(self, kept_count: int, kept_offset: int, slots: Sequence[tuple[int, int]]) -> None:
+    def _before_write(self, kept_count: int, kept_offset: int, slots: Sequence[tuple[int, ...]]) -> None:
         """Drop overwritten rows from the published (and, if needed, the committed) state first.
 
-        ``slots``: the physical ``[start, stop)`` ranges about to be written.
+        ``slots``: the physical ``[start, stop)`` ranges about to be written (the first two items
+        of each tuple: ring segments fit as they are).
         """
         self._state.publish(kept_count, kept_offset)
         capacity = self.storage.capacity
@@ -250,7 +251,8 @@ class ReplayBuffer(BatchBase):
             return  # nothing on disk changes in place (memory, snapshots, growth past the end)
         committed_count, committed_offset = self._committed
         needed = 0
-        for start, stop in slots:
+        for slot_range in slots:
+            start, stop = slot_range[0], slot_range[1]
             needed = max(needed, ring.committed_rows_to_drop(start, stop, committed_count, committed_offset, capacity))
         if not needed:
             return

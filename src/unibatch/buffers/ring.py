@@ -22,12 +22,13 @@ class Segment(NamedTuple):
     source_stop: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WritePlan:
     """How ``n`` new rows enter the ring.
 
     ``kept_count``/``kept_offset``: the state once the overwritten rows are dropped and before
     any byte changes (publish it first); ``count``/``offset``: the state after the writes.
+    Not frozen: a frozen dataclass costs half a microsecond more to build, on every extend.
     """
 
     segments: tuple[Segment, ...]

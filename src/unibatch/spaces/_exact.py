@@ -74,8 +74,11 @@ def exact_batch_leaves(space: Space, host: bool = False) -> BatchExtractor | Non
     >>> exact_batch_leaves(space)({"x": np.zeros((5, 2), np.float32), "r": np.ones(4, np.float32)}) is None
     True
     """
-    extractor: BatchExtractor | None = _cached(space, True, host)
-    return extractor
+    cached = space.__dict__.get(_CACHE_NAMES[1][host])
+    if cached is not None and cached[0] == Space.structure_version:
+        extractor: BatchExtractor | None = cached[1]
+        return extractor
+    return _cached(space, True, host)
 
 
 def _cached(space: Space, batched: bool, host: bool) -> Any:
