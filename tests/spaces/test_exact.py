@@ -204,3 +204,17 @@ def test_tensors_without_a_direct_host_view_go_to_the_detailed_check(batched):
     extract = (exact_batch_leaves if batched else exact_leaves)(step_space(backend), host=True)
     assert extract(value) is None
     assert (exact_batch_leaves if batched else exact_leaves)(step_space(backend))(value) is not None
+
+
+def test_spaces_with_compiled_extractors_pickle(backend):
+    """Compiled code does not pickle: a space sent to a worker process compiles its extractors again."""
+    import pickle
+
+    space = step_space(backend)
+    for host in (False, True):
+        exact_leaves(space, host=host)
+        exact_batch_leaves(space, host=host)
+    clone = pickle.loads(pickle.dumps(space))
+    assert clone == space
+    value = step(backend, 1)
+    assert (exact_leaves(clone)(value) is None) == (exact_leaves(space)(value) is None)

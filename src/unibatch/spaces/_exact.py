@@ -11,9 +11,10 @@ explains every invalid one. The compiled functions are straight-line code: no tr
 per-leaf function calls, which is what a few microseconds per step needs.
 
 With ``host=True`` the leaves come back ready for host (NumPy) arrays: arrays of other backends
-as NumPy arrays (``ComputeBackend.exact_host_conversions``), 0-d ones as Python scalars. A value
-that cannot be converted (a tensor on a device, one that requires grad) returns None as well,
-so nothing that could fail is left for the write.
+as NumPy arrays, 0-d ones as values a NumPy array takes (Python scalars on PyTorch; see
+``ComputeBackend.exact_host_conversions``). A value that cannot be converted this way (a tensor
+on a device, one that requires grad) returns None as well, so nothing that could fail is left
+for the write.
 """
 
 from __future__ import annotations
@@ -86,8 +87,21 @@ def _cached(space: Space, batched: bool, host: bool) -> Any:
     name = _CACHE_NAMES[batched][host]
     cached = space.__dict__.get(name)
     if cached is None or cached[0] != Space.structure_version:
-        cached = space.__dict__[name] = (Space.structure_version, _compile(space, batched, host))
+        cached = space.__dict__[name] = _Cached((Space.structure_version, _compile(space, batched, host)))
     return cached[1]
+
+
+class _Cached(tuple[int, Any]):
+    """``(structure version, extractor)`` in a space's ``__dict__``.
+
+    Pickles as a stale entry (compiled code does not pickle), so a space sent to a worker
+    process compiles its extractors again on first use.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[type[_Cached], tuple[tuple[int, None]]]:
+        return _Cached, ((-1, None),)
 
 
 _CACHE_NAMES = (("_exact_leaves", "_exact_host_leaves"), ("_exact_batch_leaves", "_exact_batch_host_leaves"))
@@ -154,9 +168,10 @@ def _leaf_lines(
     backend, shape = node.backend, tuple(node.shape or ())
     conversions = backend.exact_host_conversions() if host else None
     array_type = constant(backend.array_type)
+    # Dtypes are compared by identity: the canonical object (an unpickled NumPy dtype is a copy).
+    dtype = backend.as_dtype(node.dtype)
     if batched or shape:
         lines = [f"if type({variable}) is not {array_type}: return None"]
-        dtype = node.dtype
         if conversions is not None:  # convert first, then check the NumPy array (cheaper attributes than a tensor's)
             lines.append(f"{variable} = {constant(conversions[0])}({variable})")
             dtype = backend.numpy_dtype(node.dtype)
@@ -165,7 +180,7 @@ def _leaf_lines(
         expected = f"(n, {''.join(f'{size}, ' for size in shape)})" if batched else repr(shape)
         lines.append(f"if {variable}.dtype is not {constant(dtype)} or {variable}.shape != {expected}: return None")
         return lines
-    array_check = f"type({variable}) is {array_type} and {variable}.dtype is {constant(node.dtype)}"
+    array_check = f"type({variable}) is {array_type} and {variable}.dtype is {constant(dtype)}"
     scalars = " or ".join(f"type({variable}) is {constant(scalar)}" for scalar in _scalar_types(node)) or "False"
     if conversions is None:
         return [f"if not ({scalars} or ({array_check} and {variable}.shape == ())): return None"]
