@@ -139,6 +139,8 @@ OPERATIONS: list[tuple[str, Any]] = [
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("capacity", [CAPACITY, None])
 def test_fast_and_detailed_paths_write_the_same_rows(kind, capacity, backend, tmp_path, buffers, monkeypatch):
+    if kind == "memory" and not fills_fast(backend):
+        pytest.skip("JAX memory storages write functionally: both buffers take the detailed path (slow to compile)")
     fast = make(kind, backend, capacity, tmp_path / "fast")
     detailed = make(kind, backend, capacity, tmp_path / "detailed")
     buffers += [fast, detailed]
