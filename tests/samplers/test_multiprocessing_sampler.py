@@ -188,3 +188,50 @@ def test_a_result_that_does_not_pickle_is_raised_not_waited_for(tmp_path):
         with pytest.raises(Exception, match="pickle|lambda"):
             sampler.sample()
         assert sampler._workers[0].is_alive()  # the worker reported it and goes on
+
+
+PARENT_THAT_DIES = """
+import os, signal, sys
+import numpy as np
+from unibatch import BoxSpace, DictSpace, ReplayBuffer
+from unibatch.backends import backend_from_name
+from unibatch.samplers import MultiprocessingSampler, StepSampler
+NUMPY = backend_from_name("numpy")
+space = DictSpace(NUMPY, {"x": BoxSpace(NUMPY, 0, 100, "int64")})
+buffer = ReplayBuffer.create(None, space, capacity=16)
+buffer.extend({"x": np.arange(16)})
+sampler = MultiprocessingSampler(StepSampler(buffer, 4, seed=0), 2, 2)
+sampler.sample()
+print(" ".join(str(worker.pid) for worker in sampler._workers), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_workers_exit_when_the_parent_is_killed(tmp_path):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT_THAT_DIES)
+    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True) as parent:
+        assert parent.stdout is not None
+        pids = [int(pid) for pid in parent.stdout.readline().split()]  # (the workers share this pipe)
+        parent.wait(timeout=60)
+    assert len(pids) == 2 and parent.returncode == -signal.SIGKILL
+
+    def running(pid):
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return False
+        return state not in ("Z", "X")  # a zombie has exited (reaped by init whenever it likes)
+
+    deadline = time.monotonic() + 30
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [pid for pid in pids if running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "workers outlived their killed parent"

@@ -7,6 +7,7 @@ structure and leaf descriptions (the arrays are in the slot), or the worker's ex
 
 from __future__ import annotations
 
+import pickle
 import traceback
 from dataclasses import dataclass
 from multiprocessing.reduction import ForkingPickler
@@ -84,12 +85,28 @@ def produce(sampler: Any, flat: bool, with_metadata: bool, stream_seed: int, ind
 
 
 def run_worker(sampler: Any, tasks: Channel, results: Channel) -> None:
-    """Serve tasks until the stop sentinel; every outcome (result or error) goes to ``results``."""
+    """Serve tasks until the stop sentinel; every outcome (result or error) goes to ``results``.
+
+    The worker closes its copies of the ends it does not use, so that when the parent dies the
+    task pipe reaches end-of-file (and the result pipe breaks): the worker then exits too.
+    """
+    tasks.writer.close()
+    results.reader.close()
     mapped: dict[str, SlotFiles] = {}  # the slot files of each kind of result, opened once
+    try:
+        _serve(sampler, tasks, results, mapped)
+    except (EOFError, BrokenPipeError):
+        pass  # the parent is gone
+    finally:
+        for slots in mapped.values():
+            slots.close()
+
+
+def _serve(sampler: Any, tasks: Channel, results: Channel, mapped: dict[str, SlotFiles]) -> None:
     while True:
         task = tasks.get()
         if task is STOP:
-            break
+            return
         outcome: tuple[int, Any, Any]
         try:
             slots = mapped.get(task.directory)
@@ -102,16 +119,12 @@ def run_worker(sampler: Any, tasks: Channel, results: Channel) -> None:
             outcome = (task.task_id, _describe_error(error), None)
         try:
             results.put(outcome)
-        except Exception as error:  # noqa: BLE001 - a leaf that does not pickle
+        except (pickle.PicklingError, TypeError, AttributeError) as error:  # a leaf that does not pickle
             results.put((task.task_id, _describe_error(error), None))
-    for slots in mapped.values():
-        slots.close()
 
 
 def _describe_error(error: BaseException) -> tuple[Any, str]:
     """The exception (when it pickles) and its formatted traceback."""
-    import pickle
-
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     try:
         pickle.dumps(error)
