@@ -14,7 +14,9 @@ and has left that window (or, for an abandoned request, once its result has arri
 The parent sleeps in one ``multiprocessing.connection.wait`` on the result pipe and the workers'
 sentinels (no polling), and sends small fixed-size tasks without a feeder thread; it keeps at
 most ``MAX_UNRECEIVED`` tasks whose results it has not read, so the task pipe never fills and
-sending never blocks.
+sending never blocks. Workers exit by themselves when the parent dies (their task pipe reaches
+end-of-file), and read through the inner sampler's output arena when it has one
+(``reuse_outputs``), as the sampler itself would.
 """
 
 from __future__ import annotations
