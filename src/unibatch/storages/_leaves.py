@@ -101,14 +101,6 @@ def assign_leaves(arrays: list[np.ndarray], positions: Sequence[int], index: Any
         arrays[position][index] = value if backend is None else backend.to_numpy(value)
 
 
-def assign_row(arrays: list[np.ndarray], index: int, leaves: Sequence[Any], backend: Any) -> None:
-    """One row of exact leaves (arrays of ``backend`` or Python scalars) into host ``arrays`` (the append path)."""
-    convert = backend.array_type is not np.ndarray
-    array_type, to_numpy = backend.array_type, backend.to_numpy
-    for array, value in zip(arrays, leaves, strict=True):
-        array[index] = to_numpy(value) if convert and type(value) is array_type else value
-
-
 def texts_to_objects(array: np.ndarray) -> Any:
     """Fixed-length unicode storage to what text spaces hold: ``str`` or object arrays."""
     if array.ndim == 0:

@@ -34,11 +34,11 @@ from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._directories import new_directory
 from unibatch.storages._host_reads import HostRowReader
+from unibatch.storages._host_writes import HostRowWriter
 from unibatch.storages._leaves import (
     Leaf,
     assemble,
     assign_leaves,
-    assign_row,
     host_index,
     leaf_table,
     split_value,
@@ -66,6 +66,7 @@ class MemmapStorage(SpaceStorage):
     supports_columns = True
     is_persistent = True
     reads_on_host = True
+    writes_host_leaves = True
     cache_filename: Path
 
     def __init__(
@@ -89,6 +90,7 @@ class MemmapStorage(SpaceStorage):
         self._packing = PackedRows.from_json(sidecar["packed"], self._leaves) if sidecar.get("packed") else None
         self._packed_rows: np.ndarray | None = None
         self._maps: list[np.memmap] = []  # the maps under _arrays (flushed by flush)
+        self._writer: HostRowWriter | None = None  # writes exact host leaves into _arrays
         for name, _, _, _ in self._files():
             if not (self.cache_filename / name).exists():
                 raise FileNotFoundError(f"{self.cache_filename / name} is missing")
@@ -234,9 +236,13 @@ class MemmapStorage(SpaceStorage):
         self._check_writable("set")
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
-    def set_leaves(self, index: int, leaves: Sequence[Any]) -> None:
+    def set_leaves(self, index: int | slice, leaves: Sequence[Any]) -> None:
         self._check_writable("set")
-        assign_row(self._open(), index, leaves, self.backend)
+        arrays = self._open()
+        writer = self._writer
+        if writer is None or writer.arrays is not arrays:  # first write, or the files were mapped again
+            writer = self._writer = HostRowWriter(arrays, self._packing, self._packed_rows)
+        writer.write(index, leaves)
 
     def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
         assign_leaves(self._open(), positions, host_index(index), values)
@@ -282,6 +288,7 @@ class MemmapStorage(SpaceStorage):
         state["_arrays"] = state["_packed_rows"] = None
         state["_maps"] = []
         state["_readers"] = {}
+        state["_writer"] = None
         state["_owner_pid"] = None  # only the creating process deletes a temporary directory
         return state
 

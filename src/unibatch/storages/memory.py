@@ -16,7 +16,8 @@ from unibatch.spaces import Space
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._host_reads import HostRowReader, copy_rows
-from unibatch.storages._leaves import Leaf, assemble, assign_leaves, assign_row, host_index, leaf_table, split_value
+from unibatch.storages._host_writes import HostRowWriter
+from unibatch.storages._leaves import Leaf, assemble, assign_leaves, host_index, leaf_table, split_value
 from unibatch.storages._packed import PackedRows
 from unibatch.storages._registry import register_storage
 from unibatch.storages.memmap import MemmapStorage
@@ -123,6 +124,8 @@ class MemoryStorage(SpaceStorage):
             for leaf in self._leaves
         ]
         self._readers: dict[tuple[int, ...], HostRowReader] = {}
+        self._writer = None if self._views is None else HostRowWriter(self._views, self._packing, self._packed)
+        self.writes_host_leaves = self._writer is not None
 
     @property
     def reads_on_host(self) -> bool:  # type: ignore[override]
@@ -173,12 +176,13 @@ class MemoryStorage(SpaceStorage):
         self._check_writable("set")
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
-    def set_leaves(self, index: int, leaves: Sequence[Any]) -> None:
-        if self._views is None:
+    def set_leaves(self, index: int | slice, leaves: Sequence[Any]) -> None:
+        writer = self._writer
+        if writer is None:
             super().set_leaves(index, leaves)
             return
         self._check_writable("set")
-        assign_row(self._views, index, leaves, self.backend)
+        writer.write(index, leaves)
 
     def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
         views = self._views
