@@ -203,6 +203,7 @@ buffer.extend({"x": np.arange(16)})
 sampler = MultiprocessingSampler(StepSampler(buffer, 4, seed=0), 2, 2)
 sampler.sample()
 print(" ".join(str(worker.pid) for worker in sampler._workers), flush=True)
+print(sampler._kinds[(False, False)].directory, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -218,6 +219,7 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
     with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True) as parent:
         assert parent.stdout is not None
         pids = [int(pid) for pid in parent.stdout.readline().split()]  # (the workers share this pipe)
+        slots = Path(parent.stdout.readline().strip())
         parent.wait(timeout=60)
     assert len(pids) == 2 and parent.returncode == -signal.SIGKILL
 
@@ -235,3 +237,4 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, "workers outlived their killed parent"
+    assert not slots.exists()  # removed by the workers, as the parent could not

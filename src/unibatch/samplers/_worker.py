@@ -8,6 +8,7 @@ structure and leaf descriptions (the arrays are in the slot), or the worker's ex
 from __future__ import annotations
 
 import pickle
+import shutil
 import traceback
 from dataclasses import dataclass
 from multiprocessing.reduction import ForkingPickler
@@ -88,15 +89,17 @@ def run_worker(sampler: Any, tasks: Channel, results: Channel) -> None:
     """Serve tasks until the stop sentinel; every outcome (result or error) goes to ``results``.
 
     The worker closes its copies of the ends it does not use, so that when the parent dies the
-    task pipe reaches end-of-file (and the result pipe breaks): the worker then exits too.
+    task pipe reaches end-of-file (and the result pipe breaks): the worker then exits too, and
+    removes the slot files it knows, which the parent can no longer remove.
     """
     tasks.writer.close()
     results.reader.close()
     mapped: dict[str, SlotFiles] = {}  # the slot files of each kind of result, opened once
     try:
         _serve(sampler, tasks, results, mapped)
-    except (EOFError, BrokenPipeError):
-        pass  # the parent is gone
+    except (EOFError, BrokenPipeError):  # the parent is gone
+        for slots in mapped.values():
+            shutil.rmtree(slots.directory, ignore_errors=True)
     finally:
         for slots in mapped.values():
             slots.close()
