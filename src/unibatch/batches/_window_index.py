@@ -57,7 +57,7 @@ class WindowIndex:
     def clip(self, frames: Any, length: int) -> Any:
         """Frames moved into ``[0, length)``: out-of-range frames are invalid, so any valid row will do."""
         high = max(length - 1, 0)
-        return np.clip(frames, 0, high) if self.on_host else self.backend.clip(frames, 0, high)
+        return np.minimum(np.maximum(frames, 0), high) if self.on_host else self.backend.clip(frames, 0, high)
 
     def fill_positions(self, valid: Any) -> Any:
         """:func:`fill_positions` of a ``(B, T)`` index-space mask."""
