@@ -118,3 +118,25 @@ def test_windows_never_write_into_their_source(backend):
     stacked = FrameStackedBatch(source, prefetch_horizon=3, postfetch_horizon=1, get_valid_mask_function=mask)
     stacked.get_at(backend.asarray(np.arange(8), dtype=backend.default_index_dtype))
     assert to_numpy(source.get_at(slice(None))["x"]).tolist() == before
+
+
+class IntegerMask:
+    """A mask function answering with 0/1 integers instead of booleans."""
+
+    def __call__(self, stacked, frames, data, metadata):
+        ids = data["episode_id"]
+        centre = stacked.centre_position
+        return (ids == ids[:, centre : centre + 1]) * 1
+
+
+def test_a_mask_of_integers_fills_like_a_boolean_one(backend):
+    ids = np.array([0, 0, 0, 1, 1, 1])
+    source = episodes_source(backend, ids)
+    index = backend.asarray(np.arange(6), dtype=backend.default_index_dtype)
+    boolean = SliceStackedBatch(source, [-1, 0, 1], SliceStackedBatch.get_valid_mask_function_with_episodeid_key())
+    integer = SliceStackedBatch(source, [-1, 0, 1], IntegerMask())
+    expected = [[0, 0, 1], [0, 1, 2], [1, 2, 2], [3, 3, 4], [3, 4, 5], [4, 5, 5]]
+    for stacked in (boolean, integer):
+        values, metadata = stacked.get_at_with_metadata(index)
+        assert to_numpy(values["x"]).tolist() == expected
+        assert to_numpy(metadata["slice_valid_mask"]).dtype == bool

@@ -50,6 +50,12 @@ class WindowIndex:
         """A fresh index-space array as the backend's (no copy on the host; PyTorch wraps it)."""
         return x if self._to_backend is None else self._to_backend(x)
 
+    def as_bool(self, mask: Any) -> Any:
+        """An index-space mask as booleans (a mask function may answer with 0/1 integers)."""
+        if self.on_host and mask.dtype == np.bool_:
+            return mask
+        return mask != 0
+
     def frames(self, rows: Any) -> Any:
         """``(B, T)`` source frames of the windows centred on ``rows`` (``(B,)``, index space)."""
         return rows[:, None] + self.offsets[None, :]

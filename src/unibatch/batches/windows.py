@@ -116,10 +116,12 @@ class SliceStackedBatch(BatchBase):
         valid = frames == clipped
         mask, space = self.get_valid_mask_function, self._index_space
         if isinstance(mask, ColumnMask):
-            valid = valid & mask.mask_from_column(self, space.to_index(mask.column(data, metadata)))
+            accepted = mask.mask_from_column(self, space.to_index(mask.column(data, metadata)))
         elif mask is not None:
-            valid = valid & space.to_index(mask(self, space.to_backend(frames), data, metadata))
-        return valid
+            accepted = space.to_index(mask(self, space.to_backend(frames), data, metadata))
+        else:
+            return valid
+        return valid & space.as_bool(accepted)  # a mask of 0/1 integers means what it says
 
     def get_valid_mask_flattened(self, frames: Array, flat_data: Array, metadata: Any) -> Array:
         """:meth:`get_valid_mask` for flat data of shape ``(B, T, D)``."""
@@ -227,7 +229,7 @@ class SliceStackedBatch(BatchBase):
             column = self.batch._read_key(key, mask.is_in_metadata, flat)
             if column is None:
                 return None
-            valid = in_range & mask.mask_from_column(self, space.to_index(column).reshape((rows, size)))
+            valid = in_range & space.as_bool(mask.mask_from_column(self, space.to_index(column).reshape((rows, size))))
         return valid, space.xp.take_along_axis(clipped, space.fill_positions(valid), axis=1)
 
     def _centre(self, metadata: Any) -> Any:

@@ -126,6 +126,10 @@ class _Plan:
     tuples: tuple[tuple[tuple[Any, ...], int], ...]  # (path, length)
     leaves: tuple[tuple[tuple[Any, ...], tuple[int, ...], Any, Any], ...]  # (path, shape, dtype, array type)
 
+    def __reduce__(self) -> tuple[type[_Plan], tuple[int, tuple[()], tuple[()], tuple[()]]]:
+        """Pickles as a stale plan (array types such as ``jax.Array`` do not pickle): rebuilt on first use."""
+        return _Plan, (-1, (), (), ())
+
 
 def _fast_check(space: Space, data: Any, batch_ndim: int) -> tuple[int, ...] | None:
     """The batch shape when ``data`` is plainly valid, else None (then the detailed check runs).

@@ -18,6 +18,8 @@ import contextlib
 import contextvars
 import ctypes
 import math
+import os
+import sys
 import threading
 import weakref
 from typing import Any, cast
@@ -66,8 +68,12 @@ class OutputArena:
 RECYCLE_MIN_BYTES = 8 << 20
 """Results at least this large come from the :class:`RecyclingPool` (glibc serves smaller ones from
 its heap once one of that size has been freed; larger ones are new, zero-filled mappings)."""
+SIZE_CLASS_BYTES = 2 << 20
+"""Buffers come in multiples of this size, so results of nearby sizes share them."""
 IDLE_BUFFERS_PER_SIZE = 4
-IDLE_BYTES_LIMIT = 1 << 30
+IDLE_BYTES_MIN = 256 << 20
+IDLE_COPIES = 3
+"""Idle buffers are kept up to ``max(IDLE_BYTES_MIN, IDLE_COPIES x the largest buffer handed out)``."""
 
 
 class RecyclingPool:
@@ -75,13 +81,16 @@ class RecyclingPool:
 
     Each result views its buffer through a ctypes array made for it alone (NumPy keeps that
     exporter as the base of every view, and PyTorch keeps the array); when the last of them is
-    collected the buffer becomes idle. At most :data:`IDLE_BUFFERS_PER_SIZE` idle buffers per size and
-    :data:`IDLE_BYTES_LIMIT` bytes in all are kept; the rest are freed.
+    collected the buffer becomes idle. Buffers are sized in :data:`SIZE_CLASS_BYTES` steps. Idle
+    buffers are evicted least recently released first, beyond :data:`IDLE_BUFFERS_PER_SIZE` of
+    one size or beyond :data:`IDLE_COPIES` times the largest buffer handed out (at least
+    :data:`IDLE_BYTES_MIN`), so a workload's steady size always finds room.
     """
 
     def __init__(self) -> None:
-        self._idle: dict[int, list[np.ndarray]] = {}
+        self._idle: list[np.ndarray] = []  # least recently released first
         self._idle_bytes = 0
+        self._largest = 0
         self._lock = threading.RLock()  # a release can run inside ``empty`` (garbage collection)
 
     @property
@@ -89,37 +98,56 @@ class RecyclingPool:
         """Bytes held by idle buffers."""
         return self._idle_bytes
 
+    def clear(self) -> None:
+        """Free every idle buffer (buffers in use return later, as usual)."""
+        with self._lock:
+            self._idle, self._idle_bytes = [], 0
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (another thread of the parent may have held this one)."""
+        self._lock = threading.RLock()
+
     def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """An uninitialised array of ``shape`` and ``dtype`` (no object dtype) on a recycled buffer when one is idle."""
         nbytes = math.prod(shape) * dtype.itemsize
+        size = -(-nbytes // SIZE_CLASS_BYTES) * SIZE_CLASS_BYTES
+        buffer = None
         with self._lock:
-            idle = self._idle.get(nbytes)
-            buffer = idle.pop() if idle else None
-            if buffer is not None:
-                self._idle_bytes -= nbytes
+            self._largest = max(self._largest, size)
+            for position in range(len(self._idle) - 1, -1, -1):  # the most recently released first
+                if self._idle[position].nbytes == size:
+                    buffer = self._idle.pop(position)
+                    self._idle_bytes -= size
+                    break
         if buffer is None:
-            buffer = np.empty(nbytes, np.uint8)
+            buffer = np.empty(size, np.uint8)
         handle: Any = (ctypes.c_uint8 * nbytes).from_buffer(cast(Any, buffer))  # the result's base, for NumPy
         weakref.finalize(handle, self._release, buffer).atexit = False
         return np.frombuffer(handle, dtype=dtype).reshape(shape)
 
     def _release(self, buffer: np.ndarray) -> None:
         with self._lock:
-            idle = self._idle.setdefault(buffer.nbytes, [])
-            if len(idle) < IDLE_BUFFERS_PER_SIZE and self._idle_bytes + buffer.nbytes <= IDLE_BYTES_LIMIT:
-                idle.append(buffer)
-                self._idle_bytes += buffer.nbytes
+            self._idle.append(buffer)
+            self._idle_bytes += buffer.nbytes
+            limit = max(IDLE_BYTES_MIN, IDLE_COPIES * self._largest)
+            same_size = [position for position, idle in enumerate(self._idle) if idle.nbytes == buffer.nbytes]
+            if len(same_size) > IDLE_BUFFERS_PER_SIZE:
+                self._idle_bytes -= self._idle.pop(same_size[0]).nbytes
+            while self._idle_bytes > limit:
+                self._idle_bytes -= self._idle.pop(0).nbytes
 
 
 RECYCLED = RecyclingPool()
 """The process's pool (a forked child starts with a copy of the parent's idle buffers)."""
+if sys.platform != "win32":
+    os.register_at_fork(after_in_child=lambda: RECYCLED.after_fork())
 
 
 def take_rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
     """``array.take(index, axis=0)``, written into the active arena's buffer or a recycled one when large.
 
-    Storage indices are valid (inside ``[0, len)``), so the ``out=`` paths gather with
-    ``mode="clip"`` (``mode="raise"`` with ``out=`` copies twice).
+    The ``out=`` paths gather with ``mode="clip"`` (``mode="raise"`` with ``out=`` copies twice):
+    sampler indices (the arena) are valid, and other large gathers check their bounds first.
     """
     if array.dtype == object:
         return array.take(index, axis=0)
@@ -127,11 +155,16 @@ def take_rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
     arena = _ACTIVE.get()
     if arena is not None:
         out = arena.buffer(shape, array.dtype)
-    elif len(index) * array.itemsize * math.prod(array.shape[1:]) >= RECYCLE_MIN_BYTES:
+    elif len(index) * array.itemsize * math.prod(array.shape[1:]) >= RECYCLE_MIN_BYTES and _inside(index, len(array)):
         out = RECYCLED.empty(shape, array.dtype)
     else:
-        return array.take(index, axis=0)
+        return array.take(index, axis=0)  # (outside rows: NumPy's own wrap-around or IndexError)
     return np.take(array, index, axis=0, out=out, mode="clip")
+
+
+def _inside(index: np.ndarray, rows: int) -> bool:
+    """Whether every index is in ``[0, rows)`` (two reductions: nothing next to a multi-megabyte gather)."""
+    return not index.size or (int(index.min()) >= 0 and int(index.max()) < rows)
 
 
 _NO_ARENA = contextlib.nullcontext()

@@ -204,6 +204,38 @@ class MemoryStorage(SpaceStorage):
             self._check_writable("clear")
             self._length = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Host leaves travel as their NumPy memory (the packed rows whole); every view is derived again on arrival.
+
+        Pickling a PyTorch tensor for another process moves it into shared memory, which would
+        leave this storage's NumPy views on freed memory; and views of the packed rows pickled
+        one by one would no longer be one array.
+        """
+        state = dict(self.__dict__)
+        state["_readers"], state["_writer"] = {}, None
+        views = self._views
+        if views is not None:
+            packed = set(self._packing.positions) if self._packing is not None and self._packed is not None else set()
+            state["_arrays"] = [None if position in packed else view for position, view in enumerate(views)]
+            state["_views"] = None
+            state["_host_arrays"] = True
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        host = state.pop("_host_arrays", False)
+        self.__dict__.update(state)
+        if host:
+            self._arrays = [
+                _share_host(leaf, self._packed_field(position) if array is None else array)
+                for position, (leaf, array) in enumerate(zip(self._leaves, self._arrays, strict=True))
+            ]
+        self._find_host_views()
+
+    def _packed_field(self, position: int) -> np.ndarray:
+        if self._packing is None or self._packed is None:
+            raise ValueError(f"leaf {position} was pickled as packed, but the storage has no packed rows")
+        return self._packing.field(self._packed, position)
+
     def dumps(self, path: PathLike) -> None:
         """Write the rows to ``path`` in the memmap layout (reload with :meth:`load_from`)."""
         if (Path(path) / "memmap.json").is_file():  # an earlier dump of this storage: replace it
@@ -234,6 +266,11 @@ def _allocate_leaves(
             arrays = [shared[i] if i in shared else _allocate(leaf, rows) for i, leaf in enumerate(leaves)]
             return arrays, packed
     return [_allocate(leaf, rows) for leaf in leaves], None
+
+
+def _share_host(leaf: Leaf, host: np.ndarray) -> Any:
+    """A host array (NumPy memory of a leaf that had host views) as the leaf's backend array, sharing it."""
+    return host if leaf.is_text else leaf.space.backend.from_numpy(host, device=leaf.space.device)
 
 
 def _share(leaf: Leaf, view: np.ndarray) -> Any:
