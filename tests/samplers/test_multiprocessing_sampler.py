@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from tests.conftest import to_numpy
 
-from unibatch import BoxSpace, DictSpace, ReplayBuffer, ToBackendOrDeviceBatch, TransformedBatch
+from unibatch import BoxSpace, DictSpace, ReplayBuffer, TextSpace, ToBackendOrDeviceBatch, TransformedBatch
 from unibatch.backends import backend_from_name
 from unibatch.samplers import MultiprocessingSampler, StepSampler, WorkerError
 from unibatch.transformations import DataTransformation
@@ -209,10 +214,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_workers_exit_when_the_parent_is_killed(tmp_path):
-    import subprocess
-    import sys
     import time
-    from pathlib import Path
 
     script = tmp_path / "parent.py"
     script.write_text(PARENT_THAT_DIES)
@@ -238,3 +240,100 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
         os.kill(pid, signal.SIGKILL)
     assert not alive, "workers outlived their killed parent"
     assert not slots.exists()  # removed by the workers, as the parent could not
+
+
+def receive_everything_sent(sampler):
+    """Wait until every result still expected has arrived (abandoned ones are filed away on arrival)."""
+    while any(task_id not in sampler._arrived for task_id in sampler._task_slots):
+        sampler._receive()
+
+
+def test_dropping_results_that_already_arrived_frees_their_slots(tmp_path):
+    buffer = memmap_buffer(tmp_path)
+    with MultiprocessingSampler(StepSampler(buffer, 4, seed=0), 1, 2) as sampler:
+        for seed in range(6):
+            sampler.sample()
+            receive_everything_sent(sampler)  # the prefetched result is here when it is dropped
+            sampler.manual_seed(seed)
+        state = sampler.state_dict()
+        for _ in range(3):
+            sampler.sample()
+            receive_everything_sent(sampler)
+            sampler.load_state_dict(state)
+        for _ in range(3):
+            epoch = sampler.epoch_iter()
+            next(epoch)
+            receive_everything_sent(sampler)
+            epoch.close()  # leaves the loop with a batch in flight that has arrived
+        assert not sampler._arrived and not sampler._abandoned and not sampler._task_slots
+        slots = sampler._kinds[(False, False)]
+        assert slots.count == 4 and len(list(slots.directory.glob("slot_*"))) == 4  # 2 * n_buffers, none added
+        assert [xs(batch) for batch in sampler.epoch_iter()]  # and the freed slots serve again
+
+
+def big_text_sampler(context, workers):
+    """Results of ~3 MB of text: pickled into the result pipe, much more than the pipe holds."""
+    from unibatch.testing.memory_batch import InMemoryBatch
+
+    texts = np.array([chr(ord("a") + row) * 200_000 for row in range(16)], dtype=object)
+    source = InMemoryBatch(TextSpace(NUMPY, 200_000), texts)
+    return MultiprocessingSampler(StepSampler(source, 16, seed=0), workers, 1, multiprocessing.get_context(context))
+
+
+@pytest.mark.parametrize(("context", "workers"), [("fork", 2), ("spawn", 1)])
+def test_a_worker_killed_while_sending_a_result_makes_the_parent_raise(context, workers):
+    with big_text_sampler(context, workers) as sampler:
+        sampler._submit(False, False, None)
+        readers = sampler._result_readers
+        started = multiprocessing.connection.wait(readers, timeout=60)  # the worker has begun to send
+        assert started, "no worker started to send its result"
+        sender = sampler._workers[readers.index(started[0])]
+        os.kill(sender.pid, signal.SIGKILL)  # the message does not fit in the pipe: it is cut
+        sender.join(timeout=10)
+        outcome: list[BaseException] = []
+
+        def receive():
+            try:
+                sampler._receive()
+            except BaseException as error:  # noqa: BLE001 - checked below
+                outcome.append(error)
+
+        receiving = threading.Thread(target=receive, daemon=True)  # a regression blocks here, not the suite
+        receiving.start()
+        receiving.join(timeout=30)
+        assert not receiving.is_alive(), "the parent waits forever for the rest of the message"
+        assert len(outcome) == 1 and isinstance(outcome[0], WorkerError), outcome
+        assert "exited with code -9" in str(outcome[0])
+
+
+EXIT_WITHOUT_CLOSE = """
+import multiprocessing, sys
+import numpy as np
+from unibatch import BoxSpace, DictSpace, ReplayBuffer
+from unibatch.backends import backend_from_name
+from unibatch.samplers import MultiprocessingSampler, StepSampler
+
+if __name__ == "__main__":
+    NUMPY = backend_from_name("numpy")
+    buffer = ReplayBuffer.create(None, DictSpace(NUMPY, {"x": BoxSpace(NUMPY, 0, 100, "int64")}), capacity=16)
+    buffer.extend({"x": np.arange(16)})
+    context = multiprocessing.get_context(sys.argv[1])
+    sampler = MultiprocessingSampler(StepSampler(buffer, 4, seed=0), 2, 2, context)
+    sampler.sample()
+    print(sampler._kinds[(False, False)].directory, flush=True)
+    # no sampler.close()
+"""
+
+
+@pytest.mark.parametrize("context", ["fork", "forkserver", "spawn"])
+def test_the_interpreter_exits_without_close(tmp_path, context):
+    script = tmp_path / "exit.py"
+    script.write_text(EXIT_WITHOUT_CLOSE)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script), context], capture_output=True, text=True, timeout=60, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the interpreter waited for the workers at exit")
+    assert done.returncode == 0, done.stderr
+    assert not Path(done.stdout.strip()).exists()  # the exit close removed the slot files

@@ -1,16 +1,21 @@
 """The worker process of ``MultiprocessingSampler``: read batches, write them into shared slots.
 
-Tasks and results travel through two :class:`Channel` pipes (pickled in the sending thread, no
-feeder thread): a task names a slot directory, a slot and the request; a result carries the tree
-structure and leaf descriptions (the arrays are in the slot), or the worker's exception.
+Each worker has its own task pipe and its own result pipe, with one writing and one reading
+process each (no locks, no feeder thread; messages are pickled in the sending thread). A task
+names a slot directory, a slot and the request; a result carries the tree structure and leaf
+descriptions (the arrays are in the slot), or the worker's exception. :func:`shut_down` stops
+the workers from the parent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
 import shutil
 import traceback
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -36,31 +41,14 @@ class Task:
     n_indices: int  # an epoch batch: this many indices wait in the slot; -1: a sample request
 
 
-class Channel:
-    """A one-way pipe between processes carrying whole pickled messages.
+def send(connection: Connection, message: Any) -> None:
+    """Pickle ``message`` (outside of any lock: each pipe has one writer) and send it whole."""
+    connection.send_bytes(ForkingPickler.dumps(message))
 
-    Several processes may write (or read) it: each message is sent (or received) under a lock,
-    after pickling outside of it, like ``multiprocessing.SimpleQueue``; the reading end is public
-    so that the parent can wait on it together with the workers' sentinels.
-    """
 
-    def __init__(self, ctx: Any) -> None:
-        self.reader, self.writer = ctx.Pipe(duplex=False)
-        self.read_lock, self.write_lock = ctx.Lock(), ctx.Lock()
-
-    def put(self, message: Any) -> None:
-        data = ForkingPickler.dumps(message)
-        with self.write_lock:
-            self.writer.send_bytes(data)
-
-    def get(self) -> Any:
-        with self.read_lock:
-            data = self.reader.recv_bytes()
-        return ForkingPickler.loads(data)
-
-    def close(self) -> None:
-        self.reader.close()
-        self.writer.close()
+def receive(connection: Connection) -> Any:
+    """The next whole message (``EOFError``/``OSError`` when the writer is gone, even mid-message)."""
+    return ForkingPickler.loads(connection.recv_bytes())
 
 
 def request_seed(seed: int, request: int) -> int:
@@ -85,19 +73,20 @@ def produce(sampler: Any, flat: bool, with_metadata: bool, stream_seed: int, ind
         return read(index, with_metadata)
 
 
-def run_worker(sampler: Any, tasks: Channel, results: Channel) -> None:
+def run_worker(sampler: Any, tasks: Connection, results: Connection, inherited: list[Connection]) -> None:
     """Serve tasks until the stop sentinel; every outcome (result or error) goes to ``results``.
 
-    The worker closes its copies of the ends it does not use, so that when the parent dies the
-    task pipe reaches end-of-file (and the result pipe breaks): the worker then exits too, and
-    removes the slot files it knows, which the parent can no longer remove.
+    ``inherited`` are the parent's ends of the pipes (its copies, inherited by a forked worker):
+    closing them leaves the parent the only other holder of this worker's pipes, so that when the
+    parent dies the task pipe reaches end-of-file (and the result pipe breaks). The worker then
+    exits too, and removes the slot files it knows, which the parent can no longer remove.
     """
-    tasks.writer.close()
-    results.reader.close()
+    for connection in inherited:
+        connection.close()
     mapped: dict[str, SlotFiles] = {}  # the slot files of each kind of result, opened once
     try:
         _serve(sampler, tasks, results, mapped)
-    except (EOFError, BrokenPipeError):  # the parent is gone
+    except (EOFError, OSError):  # the parent is gone (a pipe reached end-of-file or broke)
         for slots in mapped.values():
             shutil.rmtree(slots.directory, ignore_errors=True)
     finally:
@@ -105,9 +94,9 @@ def run_worker(sampler: Any, tasks: Channel, results: Channel) -> None:
             slots.close()
 
 
-def _serve(sampler: Any, tasks: Channel, results: Channel, mapped: dict[str, SlotFiles]) -> None:
+def _serve(sampler: Any, tasks: Connection, results: Connection, mapped: dict[str, SlotFiles]) -> None:
     while True:
-        task = tasks.get()
+        task = receive(tasks)
         if task is STOP:
             return
         outcome: tuple[int, Any, Any]
@@ -121,9 +110,40 @@ def _serve(sampler: Any, tasks: Channel, results: Channel, mapped: dict[str, Slo
         except BaseException as error:  # noqa: BLE001 - every failure is reported to the parent
             outcome = (task.task_id, _describe_error(error), None)
         try:
-            results.put(outcome)
+            send(results, outcome)
         except (pickle.PicklingError, TypeError, AttributeError) as error:  # a leaf that does not pickle
-            results.put((task.task_id, _describe_error(error), None))
+            send(results, (task.task_id, _describe_error(error), None))
+
+
+def shut_down(
+    creator: int,
+    workers: list[Any],
+    task_writers: list[Connection],
+    result_readers: list[Connection],
+    slot_files: dict[Any, SlotFiles],
+) -> None:
+    """Stop the workers, close the parent's pipe ends and remove the slot files (in the parent).
+
+    Takes the sampler's containers, not the sampler, so that the exit hook calling it keeps no
+    sampler alive. A child forked by other means than multiprocessing inherits that hook: it does
+    nothing there (``creator`` is the parent's pid), leaving the parent's workers alone.
+    """
+    if os.getpid() != creator:
+        return
+    for writer in task_writers:
+        with contextlib.suppress(OSError):  # a worker that is gone has closed its task pipe
+            send(writer, STOP)
+    for reader in result_readers:
+        reader.close()  # a worker still sending a result gets a broken pipe and exits
+    for worker in workers:
+        worker.join(timeout=2)
+        if worker.is_alive():
+            worker.terminate()
+            worker.join(timeout=2)
+    for writer in task_writers:
+        writer.close()
+    for slots in slot_files.values():
+        slots.close()
 
 
 def _describe_error(error: BaseException) -> tuple[Any, str]:

@@ -11,12 +11,20 @@ until ``n_buffers`` further batches of the same kind have been returned; copy it
 Slots are handed out from a free list: a slot is reused only once its result has been collected
 and has left that window (or, for an abandoned request, once its result has arrived).
 
-The parent sleeps in one ``multiprocessing.connection.wait`` on the result pipe and the workers'
-sentinels (no polling), and sends small fixed-size tasks without a feeder thread; it keeps at
-most ``MAX_UNRECEIVED`` tasks whose results it has not read, so the task pipe never fills and
-sending never blocks. Workers exit by themselves when the parent dies (their task pipe reaches
-end-of-file), and read through the inner sampler's output arena when it has one
-(``reuse_outputs``), as the sampler itself would.
+Every worker has its own task pipe and its own result pipe, and the parent keeps only its own
+ends of them: a worker that dies, even in the middle of a message, closes the last write end of
+its result pipe (the parent reads end-of-file) and the last read end of its task pipe (sending
+to it fails), so the parent raises instead of waiting. The parent sleeps in one
+``multiprocessing.connection.wait`` on the result pipes and the workers' sentinels (no polling),
+sends each small fixed-size task to the worker with the fewest unread results, without a feeder
+thread, and keeps at most ``MAX_UNRECEIVED`` tasks whose results it has not read, so a task pipe
+never fills and sending never blocks. Workers exit by themselves when the parent dies (their
+task pipe reaches end-of-file), and read through the inner sampler's output arena when it has
+one (``reuse_outputs``), as the sampler itself would.
+
+``close()`` is explicit; a sampler still open when the interpreter exits is closed then (a
+``multiprocessing.util.Finalize`` that runs before multiprocessing joins its children), so
+exiting never waits forever on workers that wait for tasks.
 """
 
 from __future__ import annotations
@@ -24,9 +32,11 @@ from __future__ import annotations
 import collections
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.util
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
@@ -39,7 +49,7 @@ from unibatch.batches._indexing import NormalizedIndex
 from unibatch.errors import SpaceMismatchError, UnibatchError
 from unibatch.samplers._indices import epoch_slices, uniform_indices
 from unibatch.samplers._shared_slots import SlotFiles, host_leaves, layout_for
-from unibatch.samplers._worker import STOP, Channel, Task, produce, request_seed, run_worker
+from unibatch.samplers._worker import Task, produce, receive, request_seed, run_worker, send, shut_down
 from unibatch.samplers.base import BatchSampler
 
 EPOCH_STREAM = 2**31
@@ -47,6 +57,9 @@ EPOCH_STREAM = 2**31
 
 MAX_UNRECEIVED = 64
 """Tasks sent whose results the parent has not read yet, at most (a task message is ~200 bytes)."""
+
+EXIT_PRIORITY = 10
+"""Open samplers are closed at exit before multiprocessing joins its children (priority >= 0)."""
 
 
 class WorkerError(UnibatchError, RuntimeError):
@@ -93,8 +106,10 @@ class MultiprocessingSampler(BatchSampler):
         self._epoch_number = 0
         self._task_id = 0
         self._workers: list[Any] = []
-        self._tasks: Channel | None = None
-        self._results: Channel | None = None
+        self._task_writers: list[Connection] = []  # the parent's ends of the workers' pipes
+        self._result_readers: list[Connection] = []
+        self._unreceived: list[int] = []  # per worker: tasks sent whose results are not read yet
+        self._last_worker = -1
         self._arrived: dict[int, Any] = {}
         self._abandoned: set[int] = set()
         self._kinds: dict[tuple[bool, bool], SlotFiles] = {}
@@ -102,6 +117,12 @@ class MultiprocessingSampler(BatchSampler):
         self._held_slots: dict[tuple[bool, bool], collections.deque[int]] = collections.defaultdict(collections.deque)
         self._task_slots: dict[int, tuple[tuple[bool, bool], int]] = {}
         self._prefetched: dict[tuple[bool, bool], collections.deque[int]] = collections.defaultdict(collections.deque)
+        self._finalizer = multiprocessing.util.Finalize(
+            None,
+            shut_down,
+            args=(os.getpid(), self._workers, self._task_writers, self._result_readers, self._kinds),
+            exitpriority=EXIT_PRIORITY,
+        )
 
     # ------------------------------------------------------------------ delegation
     @property
@@ -166,19 +187,36 @@ class MultiprocessingSampler(BatchSampler):
         return uniform_indices(backend, rng, len(data), self.batch_size, data.device)[1]
 
     # ------------------------------------------------------------------ pool
-    def _start(self) -> tuple[Channel, Channel]:
-        """The task and result channels, with the workers started on first use."""
+    def _start(self) -> None:
+        """Start the workers on first use (a start that fails closes the sampler)."""
         if self.closed:
             raise WorkerError("this MultiprocessingSampler is closed")
-        if self._tasks is None or self._results is None:
-            self._tasks, self._results = Channel(self.mp_ctx), Channel(self.mp_ctx)
-            for _ in range(self.n_workers):
-                worker = self.mp_ctx.Process(
-                    target=run_worker, args=(self.sampler, self._tasks, self._results), daemon=self.daemon
-                )
-                worker.start()
-                self._workers.append(worker)
-        return self._tasks, self._results
+        if not self._workers:
+            fork = self.mp_ctx.get_start_method() == "fork"
+            try:
+                for _ in range(self.n_workers):
+                    self._start_worker(fork)
+            except BaseException:
+                self.close()
+                raise
+
+    def _start_worker(self, fork: bool) -> None:
+        """One worker with its own pipes, of which the parent keeps only its ends."""
+        task_reader, task_writer = self.mp_ctx.Pipe(duplex=False)
+        result_reader, result_writer = self.mp_ctx.Pipe(duplex=False)
+        self._task_writers.append(task_writer)
+        self._result_readers.append(result_reader)
+        inherited = [*self._task_writers, *self._result_readers] if fork else []  # a forked child has them
+        worker = self.mp_ctx.Process(
+            target=run_worker, args=(self.sampler, task_reader, result_writer, inherited), daemon=self.daemon
+        )
+        try:
+            worker.start()
+        finally:
+            task_reader.close()  # the worker holds the last copies: its death is end-of-file
+            result_writer.close()
+        self._workers.append(worker)
+        self._unreceived.append(0)
 
     def _kind(self, flat: bool, with_metadata: bool) -> SlotFiles:
         """Slots sized by one full batch of this kind read in the parent (once per kind)."""
@@ -191,10 +229,10 @@ class MultiprocessingSampler(BatchSampler):
         return self._kinds[key]
 
     def _submit(self, flat: bool, with_metadata: bool, indices: np.ndarray | None) -> int:
-        tasks, _ = self._start()
+        self._start()
         slots = self._kind(flat, with_metadata)
-        while len(self._task_slots) - len(self._arrived) >= MAX_UNRECEIVED:
-            self._receive()  # bounds the bytes waiting in the task pipe: the put below never blocks
+        while sum(self._unreceived) >= MAX_UNRECEIVED:
+            self._receive()  # bounds the bytes waiting in the task pipes: the send below never blocks
         key = (flat, with_metadata)
         free = self._free_slots[key]
         slot = free.pop() if free else slots.add()
@@ -206,24 +244,48 @@ class MultiprocessingSampler(BatchSampler):
             n_indices = slots.write_indices(slot, indices)
         task_id, self._task_id = self._task_id, self._task_id + 1
         self._task_slots[task_id] = (key, slot)
-        tasks.put(Task(task_id, str(slots.directory), slot, flat, with_metadata, stream_seed, n_indices))
+        task = Task(task_id, str(slots.directory), slot, flat, with_metadata, stream_seed, n_indices)
+        number = self._next_worker()
+        try:
+            send(self._task_writers[number], task)
+        except OSError as error:  # its task pipe has no reader left: the worker is gone
+            raise self._worker_failed(number) from error
+        self._unreceived[number] += 1
         return task_id
 
+    def _next_worker(self) -> int:
+        """The worker with the fewest unread results (ties: the next one after the last chosen)."""
+        count = len(self._workers)
+        order = [(self._last_worker + 1 + step) % count for step in range(count)]
+        self._last_worker = min(order, key=self._unreceived.__getitem__)
+        return self._last_worker
+
     def _receive(self) -> None:
-        """Wait for the next result (a dead worker raises instead) and file it by task."""
-        _, results = self._start()
-        reader = results.reader
-        ready = multiprocessing.connection.wait([reader, *(worker.sentinel for worker in self._workers)])
-        if reader not in ready:
+        """Wait for the next results (a dead worker raises instead) and file them by task."""
+        self._start()
+        readers = self._result_readers
+        ready = multiprocessing.connection.wait([*readers, *(worker.sentinel for worker in self._workers)])
+        received = False
+        for number, reader in enumerate(readers):
+            if reader in ready:  # a whole message, or end-of-file if the worker died
+                try:
+                    arrived, error, payload = receive(reader)
+                except (EOFError, OSError) as failure:  # OSError: end-of-file in the middle of a message
+                    raise self._worker_failed(number) from failure
+                self._unreceived[number] -= 1
+                self._file(arrived, error, payload)
+                received = True
+        if not received:
             self._check_workers(ready)
-            return
-        arrived, error, payload = results.get()
-        if arrived in self._abandoned:
-            self._abandoned.discard(arrived)
-            kind, abandoned_slot = self._task_slots.pop(arrived)
+
+    def _file(self, task_id: int, error: Any, payload: Any) -> None:
+        """Keep an arrived result for its request, or free its slot if the request was abandoned."""
+        if task_id in self._abandoned:
+            self._abandoned.discard(task_id)
+            kind, abandoned_slot = self._task_slots.pop(task_id)
             self._free_slots[kind].append(abandoned_slot)  # nobody will read it
         else:
-            self._arrived[arrived] = (error, payload)
+            self._arrived[task_id] = (error, payload)
 
     def _collect(self, task_id: int, flat: bool, with_metadata: bool) -> Any:
         """Wait for one task's result (never forever) and rebuild it from its slot."""
@@ -250,14 +312,30 @@ class MultiprocessingSampler(BatchSampler):
     def _check_workers(self, fired: list[Any]) -> None:
         """Raise :class:`WorkerError` for a worker that exited (its sentinel is in ``fired``)."""
         for number, worker in enumerate(self._workers):
-            if worker.sentinel in fired:
-                worker.join(timeout=1)  # the sentinel fires a moment before the exit code is known
-            if worker.exitcode is not None:
-                raise WorkerError(f"worker {number} exited with code {worker.exitcode}; the sampler cannot continue")
+            if worker.sentinel in fired or worker.exitcode is not None:
+                raise self._worker_failed(number)
+
+    def _worker_failed(self, number: int) -> WorkerError:
+        """The error for worker ``number``, whose pipes say that it is gone."""
+        worker = self._workers[number]
+        worker.join(timeout=1)  # its pipes and sentinel close a moment before the exit code is known
+        if worker.exitcode is None:
+            return WorkerError(f"worker {number} closed its pipes; the sampler cannot continue")
+        return WorkerError(f"worker {number} exited with code {worker.exitcode}; the sampler cannot continue")
+
+    def _abandon(self, task_ids: Iterable[int]) -> None:
+        """Give up requests: an arrived result's slot is free now, the others' once they arrive."""
+        for task_id in task_ids:
+            if task_id in self._arrived:  # it will not arrive again: free its slot here
+                del self._arrived[task_id]
+                key, slot = self._task_slots.pop(task_id)
+                self._free_slots[key].append(slot)
+            else:
+                self._abandoned.add(task_id)
 
     def _drop_prefetched(self) -> None:
         for pending in self._prefetched.values():
-            self._abandoned.update(pending)
+            self._abandon(pending)
             pending.clear()
 
     # ------------------------------------------------------------------ sampling
@@ -296,7 +374,7 @@ class MultiprocessingSampler(BatchSampler):
                 data, metadata = self._collect(in_flight.popleft(), flat, with_metadata)
                 yield (data, metadata) if with_metadata else data
         finally:
-            self._abandoned.update(in_flight)
+            self._abandon(in_flight)
 
     # ------------------------------------------------------------------ checkpoints and lifecycle
     def state_dict(self) -> dict[str, Any]:
@@ -314,19 +392,7 @@ class MultiprocessingSampler(BatchSampler):
         if self.closed:
             return
         self.closed = True
-        if self._tasks is not None:
-            for _ in self._workers:
-                self._tasks.put(STOP)
-        for worker in self._workers:
-            worker.join(timeout=2)
-            if worker.is_alive():
-                worker.terminate()
-                worker.join(timeout=2)
-        for channel in (self._tasks, self._results):
-            if channel is not None:
-                channel.close()
-        for slots in self._kinds.values():
-            slots.close()
+        self._finalizer()  # runs once (also at interpreter exit if close() is never called)
         for function in self.functions_to_close:
             function()
         self._workers = []
