@@ -79,8 +79,7 @@ def test_idle_buffers_are_bounded_and_the_steady_size_keeps_its_place(pool, monk
     gc.collect()
     assert pool.idle_bytes == 2 * 4 * CLASS  # two of the five kept
     for rows in range(2, 40):  # many other sizes: the oldest idle buffers make room
-        take_rows(source, np.arange(rows))
-        gc.collect()
+        take_rows(source, np.arange(rows))  # dropped at once: reference counting releases it
         assert pool.idle_bytes <= max(8 * CLASS, 3 * max(rows, 4) * CLASS)  # the limit follows the largest
     steady = take_rows(source, np.arange(4))
     steady_address = address(steady)
