@@ -6,8 +6,10 @@ The ``slice_valid_mask`` metadata is the mask *before* filling; with ``fill_inva
 invalid frames repeat the nearest valid frame toward the centre (edge replication). A request
 reads its source once: one call with the ``B*T`` frame indices, or with the distinct ones when
 the source says its reads are expensive (``has_expensive_reads``). On the host the fill then
-rewrites only the frames that change, in place (reads return arrays their caller owns); on a
-device every frame is gathered again (no host synchronisation).
+rewrites only the frames that change, in place (reads return arrays their caller owns). For
+expensive reads and on devices, validity comes first from the mask's column when the source reads
+columns cheaply, so each row is read once at its filled position; otherwise a device gathers every
+frame again (no host synchronisation).
 """
 
 from __future__ import annotations
@@ -180,8 +182,10 @@ class SliceStackedBatch(BatchBase):
             return batch_space(self.single_space, 0).create_empty(), self._empty_metadata() if with_metadata else None
         frames = self._frames(index)
         has_metadata = self.batch.single_metadata_space is not None
-        # Expensive reads (decoding): validity from one cheap column first, then each needed row once.
-        plan = self._plan_filled_frames(frames) if self.fill_invalid_data and self.batch.has_expensive_reads else None
+        # Validity from one cheap column first, then each needed row once: for expensive reads (decoding),
+        # and on devices, where filling after the read would gather every frame again.
+        planned = self.batch.has_expensive_reads or not self._index_space.on_host
+        plan = self._plan_filled_frames(frames) if self.fill_invalid_data and planned else None
         if plan is not None:
             valid, filled = plan
             data, metadata = self._read_frames(filled, with_metadata and has_metadata)
