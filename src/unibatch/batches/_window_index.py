@@ -35,9 +35,10 @@ class WindowIndex:
         self._to_backend = backend.fresh_host_wrapper(np.dtype(np.int64), device) if self.on_host else None
         self.xp: Any = np if self.on_host else backend.xp
         self.offsets = self.to_index(backend.asarray(list(offsets), dtype=backend.default_index_dtype, device=device))
-        self.positions = self.xp.arange(len(offsets), dtype=self.offsets.dtype, **self._device_keyword())
+        self.positions = self.xp.arange(len(offsets), dtype=self.offsets.dtype, **self.device_keyword())
 
-    def _device_keyword(self) -> dict[str, Any]:
+    def device_keyword(self) -> dict[str, Any]:
+        """``device=`` for array creation in the index space (NumPy before 2.0 takes none)."""
         return {} if self.on_host else {"device": self.device}
 
     def to_index(self, x: Array) -> Any:

@@ -153,7 +153,7 @@ class SliceStackedBatch(BatchBase):
         """``(B, T)`` source frames (index space) of the windows at a normalised index (``B = 1`` for an int)."""
         space = self._index_space
         if is_single(index):
-            rows = space.xp.asarray([index], dtype=space.offsets.dtype, **space._device_keyword())
+            rows = space.xp.asarray([index], dtype=space.offsets.dtype, **space.device_keyword())
         else:
             rows = space.to_index(index)
         return space.frames(rows)
