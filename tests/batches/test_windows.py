@@ -177,14 +177,31 @@ def test_missing_mask_key_is_named(backend):
 
 @pytest.mark.parametrize("ends", [False, True], ids=["episode-id", "episode-end"])
 @pytest.mark.parametrize("stack_metadata", [False, True])
-def test_column_first_plan_equals_the_row_path(backend, ends, stack_metadata):
-    """A ReplayBuffer reads the mask column alone, then each row once; results equal the row path."""
+@pytest.mark.parametrize("expensive", [False, True], ids=["cheap-rows", "expensive-rows"])
+def test_column_first_plan_equals_the_row_path(backend, ends, stack_metadata, expensive):
+    """A ReplayBuffer reads the mask column alone, then each row once; results equal the row path.
+
+    Windows take that plan for sources with expensive reads (and on devices); the others read
+    every frame, then fill: both must give the same windows.
+    """
     from unibatch import ReplayBuffer
     from unibatch.storages import MemoryStorage
 
+    class ExpensiveMemoryStorage(MemoryStorage):
+        has_expensive_reads = True
+
     rows = episode_source(backend, ends)
-    buffer = ReplayBuffer.create(MemoryStorage, rows.single_space, capacity=6)
+    storage_class = ExpensiveMemoryStorage if expensive else MemoryStorage
+    buffer = ReplayBuffer.create(storage_class, rows.single_space, capacity=6)
     buffer.extend(rows.get_at(slice(None)))  # 8 frames into 6 slots: the ring wraps
+    requests = []
+    read_key = buffer._read_key
+
+    def recorded_read_key(key, in_metadata, index):
+        requests.append(key)
+        return read_key(key, in_metadata, index)
+
+    buffer._read_key = recorded_read_key
     reference = InMemoryBatch(rows.single_space, rows.get_at(slice(2, None)))
     mask = mask_function(ends, False)
     planned = SliceStackedBatch(buffer, [-2, -1, 0, 1], mask, stack_metadata=stack_metadata)
@@ -192,8 +209,11 @@ def test_column_first_plan_equals_the_row_path(backend, ends, stack_metadata):
     index = backend.asarray([0, 3, 5, 1], dtype=backend.default_index_dtype)
     assert planned._plan_filled_frames(planned._frames(planned._index(index))) is not None
     assert plain._plan_filled_frames(plain._frames(plain._index(index))) is None
+    requests.clear()
     assert_tree_equal(planned.get_at_with_metadata(index), plain.get_at_with_metadata(index))
     assert_tree_equal(planned.get_flattened_at(index), plain.get_flattened_at(index))
+    planned_on_the_column = expensive or backend.simplified_name == "jax"
+    assert bool(requests) == planned_on_the_column
 
 
 def test_expensive_source_with_metadata_keeps_the_metadata_space(backend):

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from unibatch.buffers.ring import Segment, WritePlan, overlaps, physical_slot, plan_append, plan_write
+from unibatch.buffers.ring import (
+    MODULO_LIMIT,
+    Segment,
+    WritePlan,
+    overlaps,
+    physical_slot,
+    physical_slots,
+    plan_append,
+    plan_write,
+)
 
 # ---------------------------------------------------------------------------------------------- model
 
@@ -103,6 +113,18 @@ def test_growable_plans_append_at_the_end(count, n):
     assert plan.segments == (Segment(count, count + n, 0, n),)
     assert (plan.kept_count, plan.kept_offset) == (count, 0)
     assert (plan.count, plan.offset) == (count + n, 0)
+
+
+@pytest.mark.parametrize("size", [3, MODULO_LIMIT, MODULO_LIMIT + 1, 4 * MODULO_LIMIT])
+@pytest.mark.parametrize(("offset", "capacity"), [(0, 10), (7, 10), (999, 1000), (5, None)])
+def test_physical_slots_of_arrays_match_one_slot_at_a_time(size, offset, capacity):
+    """Both ways of mapping an index array (``%`` and the masked subtraction past the limit)."""
+    count = capacity if capacity is not None else 50
+    index = np.random.default_rng(size).integers(0, count, size)
+    before = index.copy()
+    expected = [physical_slot(int(i), offset, capacity) for i in index]
+    assert physical_slots(index, offset, capacity).tolist() == expected
+    assert np.array_equal(index, before)  # the caller's indices are left as they were
 
 
 def test_physical_slot():

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from unibatch._typing import Array, Device
-from unibatch.backends import ComputeBackend
+from unibatch.backends import ComputeBackend, NumpyComputeBackend
 
 
 class WindowIndex:
@@ -32,6 +32,7 @@ class WindowIndex:
         self.centre = list(offsets).index(0)
         probe = backend.asarray([0], dtype=backend.default_index_dtype, device=device)
         self.on_host = backend.host_view(probe) is not None
+        self._ops: ComputeBackend = NumpyComputeBackend if self.on_host else backend  # clip, cumulative_max
         self._to_backend = backend.fresh_host_wrapper(np.dtype(np.int64), device) if self.on_host else None
         self.xp: Any = np if self.on_host else backend.xp
         self.offsets = self.to_index(backend.asarray(list(offsets), dtype=backend.default_index_dtype, device=device))
@@ -63,13 +64,11 @@ class WindowIndex:
 
     def clip(self, frames: Any, length: int) -> Any:
         """Frames moved into ``[0, length)``: out-of-range frames are invalid, so any valid row will do."""
-        high = max(length - 1, 0)
-        return np.minimum(np.maximum(frames, 0), high) if self.on_host else self.backend.clip(frames, 0, high)
+        return self._ops.clip(frames, 0, max(length - 1, 0))
 
     def fill_positions(self, valid: Any) -> Any:
         """:func:`fill_positions` of a ``(B, T)`` index-space mask."""
-        cumulative_max = np.maximum.accumulate if self.on_host else self.backend.cumulative_max
-        return fill_positions(self.xp, cumulative_max, valid, self.centre, self.positions)
+        return fill_positions(self.xp, self._ops.cumulative_max, valid, self.centre, self.positions)
 
 
 def fill_positions(xp: Any, cumulative_max: Callable[..., Any], valid: Any, centre: int, positions: Any) -> Any:

@@ -251,8 +251,7 @@ class ReplayBuffer(BatchBase):
             return  # nothing on disk changes in place (memory, snapshots, growth past the end)
         committed_count, committed_offset = self._committed
         needed = 0
-        for slot_range in slots:
-            start, stop = slot_range[0], slot_range[1]
+        for start, stop, *_ in slots:
             needed = max(needed, ring.committed_rows_to_drop(start, stop, committed_count, committed_offset, capacity))
         if not needed:
             return

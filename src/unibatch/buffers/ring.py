@@ -82,6 +82,10 @@ def physical_slot(index: int, offset: int, capacity: int | None) -> int:
     return index if not offset or capacity is None else (index + offset) % capacity
 
 
+MODULO_LIMIT = 1024
+"""Up to this many indices :func:`physical_slots` maps with ``%``; past it, with a masked subtraction."""
+
+
 def physical_slots(index: Any, offset: int, capacity: int | None) -> Any:
     """Physical slots of logical rows ``index`` (an integer array of any backend, inside ``[0, count)``).
 
@@ -98,9 +102,6 @@ def physical_slots(index: Any, offset: int, capacity: int | None) -> Any:
         np.subtract(slots, capacity, out=slots, where=slots >= capacity)
         return slots
     return slots % capacity
-
-
-MODULO_LIMIT = 1024
 
 
 def overlaps(start: int, stop: int, count: int, offset: int, capacity: int) -> bool:

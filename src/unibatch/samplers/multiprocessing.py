@@ -282,8 +282,7 @@ class MultiprocessingSampler(BatchSampler):
         """Keep an arrived result for its request, or free its slot if the request was abandoned."""
         if task_id in self._abandoned:
             self._abandoned.discard(task_id)
-            kind, abandoned_slot = self._task_slots.pop(task_id)
-            self._free_slots[kind].append(abandoned_slot)  # nobody will read it
+            self._free_task_slot(task_id)  # nobody will read it
         else:
             self._arrived[task_id] = (error, payload)
 
@@ -328,10 +327,14 @@ class MultiprocessingSampler(BatchSampler):
         for task_id in task_ids:
             if task_id in self._arrived:  # it will not arrive again: free its slot here
                 del self._arrived[task_id]
-                key, slot = self._task_slots.pop(task_id)
-                self._free_slots[key].append(slot)
+                self._free_task_slot(task_id)
             else:
                 self._abandoned.add(task_id)
+
+    def _free_task_slot(self, task_id: int) -> None:
+        """Return the slot of a request whose result nobody will read to the free list."""
+        key, slot = self._task_slots.pop(task_id)
+        self._free_slots[key].append(slot)
 
     def _drop_prefetched(self) -> None:
         for pending in self._prefetched.values():

@@ -30,8 +30,6 @@ class HostRowWriter:
     """
 
     def __init__(self, arrays: Sequence[np.ndarray], packing: PackedRows | None, packed: np.ndarray | None) -> None:
-        self.arrays = arrays
-        """The arrays written (a storage builds a new writer when it replaces them)."""
         in_packed: tuple[int, ...] = () if packing is None or packed is None else packing.positions
         self._packed = packed if in_packed else None
         self._pick_packed = itemgetter(*in_packed) if in_packed else None

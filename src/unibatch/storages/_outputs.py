@@ -155,7 +155,7 @@ def take_rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
     arena = _ACTIVE.get()
     if arena is not None:
         out = arena.buffer(shape, array.dtype)
-    elif len(index) * array.itemsize * math.prod(array.shape[1:]) >= RECYCLE_MIN_BYTES and _inside(index, len(array)):
+    elif math.prod(shape) * array.itemsize >= RECYCLE_MIN_BYTES and _inside(index, len(array)):
         out = RECYCLED.empty(shape, array.dtype)
     else:
         return array.take(index, axis=0)  # (outside rows: NumPy's own wrap-around or IndexError)

@@ -33,8 +33,7 @@ from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._directories import new_directory
-from unibatch.storages._host_reads import HostRowReader
-from unibatch.storages._host_writes import HostRowWriter
+from unibatch.storages._host_rows import HostRows
 from unibatch.storages._leaves import (
     Leaf,
     assemble,
@@ -80,7 +79,7 @@ class MemmapStorage(SpaceStorage):
         self._leaves = leaf_table(single_instance_space)
         self._all_leaves = tuple(range(len(self._leaves)))
         self._arrays: list[np.ndarray] | None = None
-        self._readers: dict[tuple[int, ...], HostRowReader] = {}  # per set of leaves, for the current maps
+        self._host: HostRows | None = None  # reads and writes of the current maps
         self._wraps = [
             texts_to_objects if leaf.is_text else self.backend.fresh_host_wrapper(leaf.numpy_dtype, self.device)
             for leaf in self._leaves
@@ -90,7 +89,6 @@ class MemmapStorage(SpaceStorage):
         self._packing = PackedRows.from_json(sidecar["packed"], self._leaves) if sidecar.get("packed") else None
         self._packed_rows: np.ndarray | None = None
         self._maps: list[np.memmap] = []  # the maps under _arrays (flushed by flush)
-        self._writer: HostRowWriter | None = None  # writes exact host leaves into _arrays
         for name, _, _, _ in self._files():
             if not (self.cache_filename / name).exists():
                 raise FileNotFoundError(f"{self.cache_filename / name} is missing")
@@ -181,8 +179,15 @@ class MemmapStorage(SpaceStorage):
                 for i in range(len(self._leaves))
             ]
             self._maps = list(mapped.values())
-            self._readers = {}
         return self._arrays
+
+    def _host_rows(self) -> HostRows:
+        """The reads and writes of the current maps (made again when the files are mapped again)."""
+        arrays = self._open()
+        host = self._host
+        if host is None or host.arrays is not arrays:
+            host = self._host = HostRows(arrays, self._packing, self._packed_rows, self._wraps)
+        return host
 
     def _ensure_rows(self, needed: int) -> None:
         """Another process may have grown the files: remap when a row beyond ours is asked for."""
@@ -225,12 +230,7 @@ class MemmapStorage(SpaceStorage):
         on_host = host_index(index)
         if self.capacity is None:
             self._ensure_rows(_max_row(on_host) + 1)
-        arrays = self._open()
-        key = tuple(positions)
-        reader = self._readers.get(key)
-        if reader is None:
-            reader = self._readers[key] = HostRowReader(arrays, key, self._packing, self._packed_rows, self._wraps)
-        return reader.read(on_host)
+        return self._host_rows().read(tuple(positions), on_host)
 
     def set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
@@ -238,11 +238,7 @@ class MemmapStorage(SpaceStorage):
 
     def set_leaves(self, index: int | slice, leaves: Sequence[Any]) -> None:
         self._check_writable("set")
-        arrays = self._open()
-        writer = self._writer
-        if writer is None or writer.arrays is not arrays:  # first write, or the files were mapped again
-            writer = self._writer = HostRowWriter(arrays, self._packing, self._packed_rows)
-        writer.write(index, leaves)
+        self._host_rows().write(index, leaves)
 
     def _set_leaves(self, positions: Sequence[int], index: StorageIndex, values: list[Any]) -> None:
         assign_leaves(self._open(), positions, host_index(index), values)
@@ -287,8 +283,7 @@ class MemmapStorage(SpaceStorage):
         state = dict(self.__dict__)
         state["_arrays"] = state["_packed_rows"] = None
         state["_maps"] = []
-        state["_readers"] = {}
-        state["_writer"] = None
+        state["_host"] = None
         state["_owner_pid"] = None  # only the creating process deletes a temporary directory
         return state
 
