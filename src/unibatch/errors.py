@@ -53,15 +53,42 @@ class UnknownNameError(UnibatchError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnsafePathError(UnibatchError, PermissionError):
+    """A path read from persisted state leaves its directory, or goes through a symlink.
+
+    Persisted state is untrusted input: the message names the file that holds the path and the
+    offending path, and nothing outside the directory was read, written or deleted.
+    """
+
+
+class CorruptDataError(UnibatchError, OSError):
+    """Persisted data contradicts itself or its files (truncated data, impossible ring state, a missing chunk).
+
+    The message names the file and what was expected against what was found; no zeros are served instead.
+    """
+
+
+class RowsOverwrittenError(UnibatchError, IndexError):
+    """A reader asked for rows that the writer dropped or overwrote while (or before) they were read."""
+
+
+class ClosedError(UnibatchError, ValueError):
+    """An operation on a buffer, storage or sampler after its ``close()``."""
+
+
 __all__ = [
+    "ClosedError",
+    "CorruptDataError",
     "FormatVersionError",
     "IndexOutOfRangeError",
     "InvalidIndexError",
     "MissingDependencyError",
     "ReadOnlyError",
+    "RowsOverwrittenError",
     "SpaceMismatchError",
     "UnibatchError",
     "UnknownNameError",
+    "UnsafePathError",
     "UnsupportedOperationError",
     "UnsupportedSpaceError",
 ]
