@@ -205,3 +205,16 @@ def test_console_script(tmp_path) -> None:
     assert result.returncode == 0, result.stderr
     assert "length: 6" in result.stdout.splitlines()
     assert re.search(r"^  step_data/obs/image\s+uint8\s+\(3, 8, 8\)", result.stdout, re.M)
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path) -> None:
+    """``unibatch info --json PATH | head``: no BrokenPipeError traceback, SIGPIPE's exit status as Unix tools."""
+    path = record(tmp_path / "robot", NP, episodes=2, steps=3)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "unibatch", "info", "--json", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # the reader is gone before the command writes anything
+    _, stderr = process.communicate(timeout=120)
+    assert b"Traceback" not in stderr and b"BrokenPipeError" not in stderr, stderr.decode()
+    assert process.returncode == 141

@@ -429,10 +429,8 @@ def test_writer_killed_then_read_and_reopened_for_writing(tmp_path, capacity):
     time.sleep(np.random.default_rng().uniform(0, 0.02))  # somewhere in the middle of appends
     kill(writer)
     committed = flushed(log)
-    # The killed writer left its write marks: plain HDF5 refuses the file (the h5clear problem) ...
-    with pytest.raises(OSError, match="already open for write"):
-        h5py.File(path / "storage.hdf5", "r")
-    # ... while SWMR readers open it as of the last flush: consecutive rows, none lost, none torn.
+    # The killed writer left its write marks (which plain HDF5 refuses, or not, depending on its release and
+    # file-locking settings); SWMR readers open it as of the last flush: consecutive rows, none lost, none torn.
     with ReplayBuffer.load_from(path, backend=NP) as reader:
         values = reader.get_at(slice(0, len(reader)))
         first, last = seqs(values)[0], seqs(values)[-1]

@@ -7,6 +7,8 @@ be read (the message on stderr says why). Output goes to stdout, errors and prog
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -45,7 +47,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_request:  # --help, or argparse's own usage errors (code 2)
         return exit_request.code if isinstance(exit_request.code, int) else USAGE_ERROR
     try:
-        return int(arguments.run(arguments) or 0)
+        code = int(arguments.run(arguments) or 0)
+        sys.stdout.flush()  # inside the try: a reader that went away is seen here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return reader_went_away()
     except (PathNotRecognizedError, SourceOpenError, UsageError, MissingDependencyError) as error:
         print(f"unibatch {arguments.command}: error: {error}", file=sys.stderr)
         return USAGE_ERROR
+
+
+def reader_went_away() -> int:
+    """Stop quietly when stdout's reader closed the pipe (``unibatch info --json PATH | head``), as Unix tools do.
+
+    stdout is pointed at ``/dev/null`` so that Python's own flush at exit cannot fail again; the exit code is
+    the shell's for a process ended by SIGPIPE (141).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
