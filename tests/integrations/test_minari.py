@@ -290,3 +290,20 @@ def test_space_from_minari() -> None:
     multi = space_from_minari({"type": "MultiDiscrete", "nvec": [2, 3], "start": [0, 1]}, NP)
     assert multi == BoxSpace(NP, np.array([0, 1]), np.array([1, 3]), "int64", shape=(2,))
     assert isinstance(space_from_minari(DICT_OBS, NP), DictSpace)
+
+
+def test_a_file_open_in_h5py_does_not_block_the_importer(box_dataset) -> None:
+    """The notebook case: the data file is open in h5py's default mode in this process, before or after."""
+    root, episodes = box_dataset
+    data_file = root / "data" / "main_data.hdf5"
+    with h5py.File(data_file) as notebook:
+        dataset = open_minari(root, NP)
+        assert len(dataset) == sum(len(e["actions"]) for e in episodes.values()) and "episode_0" in notebook
+        dataset.get_at(0)
+    dataset = open_minari(root, NP)
+    try:
+        with h5py.File(data_file) as notebook:
+            assert "episode_0" in notebook
+            dataset.get_at(len(dataset) - 1)
+    finally:
+        dataset.close()

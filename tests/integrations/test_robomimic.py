@@ -249,3 +249,20 @@ def test_num_samples_must_match(tmp_path) -> None:
         file["data/demo_0"].attrs["num_samples"] = 4
     with pytest.raises(FormatVersionError, match="data/demo_0 has num_samples 4, but its datasets hold 3 rows"):
         open_robomimic(path, NumpyComputeBackend)
+
+
+def test_a_file_open_in_h5py_does_not_block_the_importer(robomimic_file) -> None:
+    """The notebook case: the file is open in h5py's default mode in this process, before or after the import."""
+    path, _ = robomimic_file
+    with h5py.File(path) as notebook:
+        assert is_robomimic(path) and read_robomimic_info(path).demos
+        dataset = open_robomimic(path, NumpyComputeBackend)
+        assert len(dataset) > 0 and notebook["data"].attrs["total"] == len(dataset)
+        dataset.get_at(0)
+    dataset = open_robomimic(path, NumpyComputeBackend)
+    try:
+        with h5py.File(path) as notebook:
+            assert notebook["data"].attrs["total"] == len(dataset)
+            dataset.get_at(len(dataset) - 1)
+    finally:
+        dataset.close()

@@ -376,7 +376,7 @@ def _check_data_format(metadata: Mapping[str, Any], directory: Path) -> None:
 
 def _episode_groups(file_path: Path) -> list[tuple[int, str]]:
     """``(id, group name)`` of every ``episode_<id>`` group, by id."""
-    with _h5py().File(file_path, "r", locking=False) as file:
+    with _h5py().File(file_path, "r") as file:
         names = list(file.keys())
     found = [(int(match.group(1)), name) for name in names if (match := EPISODE_NAME.fullmatch(name))]
     return sorted(found)
@@ -393,7 +393,7 @@ def _check_totals(metadata: Mapping[str, Any], lengths: list[int], directory: Pa
 
 def _episode_info(file_path: Path, names: list[str]) -> list[dict[str, Any]]:
     """Each episode's group name and attributes (NumPy values as Python ones)."""
-    with _h5py().File(file_path, "r", locking=False) as file:
+    with _h5py().File(file_path, "r") as file:
         return [{"episode": name, **{key: _python(value) for key, value in file[name].attrs.items()}} for name in names]
 
 

@@ -77,7 +77,7 @@ def is_robomimic(path: PathLike) -> bool:
     if not path.is_file() or not h5py.is_hdf5(path):
         return False
     try:
-        with h5py.File(path, "r", locking=False) as file:
+        with h5py.File(path, "r") as file:
             return _demo_names(file) is not None
     except OSError:
         return False
@@ -96,7 +96,7 @@ def read_robomimic_info(path: PathLike) -> RobomimicInfo:
         raise FileNotFoundError(f"{path} does not exist")
     if not path.is_file() or not h5py.is_hdf5(path):
         raise FormatVersionError(f"{path} is not an HDF5 file, so not a robomimic dataset")
-    with h5py.File(path, "r", locking=False) as file:
+    with h5py.File(path, "r") as file:
         demos = _demo_names(file)
         if demos is None:
             raise FormatVersionError(_not_robomimic_reason(file, path))

@@ -53,11 +53,16 @@ def create_file(path: Path) -> Any:
 
 
 def open_reader(path: Path, *, swmr: bool) -> Any:
-    """``path`` open read-only; ``swmr`` for files a unibatch writer may be appending to."""
+    """``path`` open read-only; ``swmr`` for unibatch's own files, which a unibatch writer may be appending to.
+
+    A foreign file (``swmr=False``: robomimic, Minari, any HDF5 file read in place) opens with HDF5's default
+    file locking, as a plain ``h5py.File(path)`` does: HDF5 refuses a second open, in one process, of a file
+    already open with other locking flags, and the user often has the file open in a notebook.
+    """
     h5py = h5py_module()
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    return h5py.File(path, "r", swmr=swmr, locking=False)
+    return h5py.File(path, "r", swmr=swmr, locking=False if swmr else None)
 
 
 class WriterLock:
