@@ -14,6 +14,7 @@ from unibatch.integrations.torch_data import (  # noqa: E402
     SamplerDataset,
     TorchDatasetBatch,
     data_loader,
+    keep_batched,
 )
 from unibatch.samplers import StepSampler  # noqa: E402
 
@@ -42,8 +43,26 @@ def test_data_loader_round_trip(tmp_path, workers, pin_memory):
         seen += batch["x"].tolist()
     assert sorted(seen) == list(range(40))
     with_metadata = BatchDataset(rb, include_metadata=True)
-    data, metadata = with_metadata.__getitems__([3, 1])
+    data, metadata = keep_batched(with_metadata.__getitems__([3, 1]))
     assert data["x"].tolist() == [3, 1] and metadata is None
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_plain_data_loader_with_torch_default_collate(tmp_path, workers):
+    """``DataLoader(BatchDataset(buf), batch_size=4)``: torch's own collate gets the rows of the gather."""
+    rb = buffer(tmp_path)
+    rb.set_at(np.arange(40), {"x": np.arange(40), "v": np.stack([np.arange(40), -np.arange(40)], 1) / 40})
+    loader = torch.utils.data.DataLoader(BatchDataset(rb), batch_size=4, shuffle=True, num_workers=workers)
+    seen = []
+    for batch in loader:
+        assert batch["x"].shape == (4,) and batch["v"].shape == (4, 2) and batch["v"].dtype == torch.float32
+        torch.testing.assert_close(batch["v"][:, 0], batch["x"].float() / 40)
+        seen += batch["x"].tolist()
+    assert sorted(seen) == list(range(40))
+    rows = BatchDataset(rb).__getitems__([5, 7])
+    assert len(rows) == 2 and rows[1]["x"].item() == 7 and [row["x"].item() for row in rows] == [5, 7]
+    with pytest.raises(IndexError, match="row 2 of a DataLoader batch of 2 rows"):
+        rows[2]
 
 
 def test_sampler_dataset_gives_each_worker_its_own_stream(tmp_path):

@@ -1,13 +1,15 @@
 """PyTorch ``DataLoader`` bridge: batches and samplers as torch datasets, and torch datasets as batches.
 
-``BatchDataset`` is map-style with a batched ``__getitems__`` (one gather per DataLoader batch);
-use it with :func:`data_loader`, which sets the collate function that keeps those batches as
-they are. ``SamplerDataset`` is iterable: each DataLoader worker draws its own stream from the
-sampler's seed and the worker id. ``TorchDatasetBatch`` goes the other way.
+``BatchDataset`` is map-style with a batched ``__getitems__`` (one gather per DataLoader batch).
+With :func:`data_loader` (or ``collate_fn=keep_batched``) that gather is the DataLoader's batch as it
+is; a plain ``DataLoader(BatchDataset(batch), batch_size=B)`` works too, its default collate
+stacking the rows of the gather again. ``SamplerDataset`` is iterable: each DataLoader worker
+draws its own stream from the sampler's seed and the worker id. ``TorchDatasetBatch`` goes the other way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +20,7 @@ from unibatch.batches import BatchBase, ToBackendOrDeviceBatch
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
 from unibatch.samplers import StepSampler
-from unibatch.spaces import concatenate, construct_space_from_data
+from unibatch.spaces import Space, concatenate, construct_space_from_data, get_at
 
 require("torch", "torch")  # a clear error naming the extra when PyTorch is missing
 
@@ -48,15 +50,44 @@ class BatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Any:
         return self.batch.get_at_with_metadata(index) if self.include_metadata else self.batch.get_at(index)
 
-    def __getitems__(self, indices: list[int]) -> Any:
-        """A whole DataLoader batch in one read (already collated)."""
+    def __getitems__(self, indices: list[int]) -> GatheredRows:
+        """A whole DataLoader batch in one read, seen as the list of rows a collate function expects."""
         index = np.asarray(indices, dtype=np.int64)
-        return self.batch.get_at_with_metadata(index) if self.include_metadata else self.batch.get_at(index)
+        gathered = self.batch.get_at_with_metadata(index) if self.include_metadata else self.batch.get_at(index)
+        return GatheredRows(gathered, len(indices), self.batch.single_space, self.include_metadata)
+
+
+class GatheredRows(Sequence[Any]):
+    """Rows read with one gather: :func:`keep_batched` returns the gather, any other collate sees a list of rows.
+
+    Torch's default collate indexes its input as a list of samples; row ``i`` is a view of the gather.
+    """
+
+    def __init__(self, gathered: Any, size: int, space: Space, with_metadata: bool) -> None:
+        self.gathered = gathered
+        self._size = size
+        self._space = space
+        self._with_metadata = with_metadata
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, row: Any) -> Any:
+        if not isinstance(row, (int, np.integer)) or not -self._size <= row < self._size:
+            raise IndexError(f"row {row!r} of a DataLoader batch of {self._size} rows")
+        if not self._with_metadata:
+            return get_at(self._space, self.gathered, int(row))
+        data, metadata = self.gathered
+        rows = None if metadata is None else {key: value[int(row)] for key, value in metadata.items()}
+        return get_at(self._space, data, int(row)), rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[row] for row in range(self._size))
 
 
 def keep_batched(batch: Any) -> Any:
-    """Collate function for :class:`BatchDataset`: its batches are collated already."""
-    return batch
+    """Collate function for :class:`BatchDataset`: its batches are gathered already, in one read."""
+    return batch.gathered if isinstance(batch, GatheredRows) else batch
 
 
 def data_loader(batch: BatchBase, batch_size: int, include_metadata: bool = False, **kwargs: Any) -> Any:
