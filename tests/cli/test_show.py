@@ -78,7 +78,7 @@ def test_mp4_of_a_channel_first_camera_and_the_plot_next_to_it(tmp_path, capsys)
     code, stdout, err = show(capsys, path, "--episode", 1, "--key", "camera", "--out", out)
     assert code == 0, err
     lines = stdout.splitlines()
-    assert lines[0] == f"wrote {out}: 3 frames of camera (16x16) from episode 1 (id 1, 3 steps), 10 fps"
+    assert lines[0] == f"wrote {out}: 3 frames of camera (16x16) from episode id 1 (position 1, 3 steps), 10 fps"
     assert lines[1] == (
         f"wrote {out.with_suffix('.png')}: 2 low-dimensional keys over 3 steps "
         "(not plotted, more than 32 elements: features)"
@@ -93,11 +93,11 @@ def test_gif_of_a_channel_last_camera(tmp_path, capsys) -> None:
     path, episodes = record(tmp_path / "robot", "HWC", height=12, width=20)
     out = tmp_path / "last.gif"
     code, stdout, err = show(
-        capsys, path, "--episode", -1, "--key", "step_data/camera", "--out", out, "--no-plot", "--fps", 5
+        capsys, path, "--position", -1, "--key", "step_data/camera", "--out", out, "--no-plot", "--fps", 5
     )
     assert code == 0, err
     assert stdout.splitlines() == [
-        f"wrote {out}: 4 frames of step_data/camera (20x12) from episode 2 (id 2, 4 steps), 5 fps"
+        f"wrote {out}: 4 frames of step_data/camera (20x12) from episode id 2 (position 2, 4 steps), 5 fps"
     ]
     with Image.open(out) as image:
         assert image.n_frames == 4 and image.size == (20, 12) and image.info["duration"] == 200
@@ -157,7 +157,11 @@ def test_errors_exit_2_and_say_what_is_wrong(tmp_path, capsys) -> None:
     code, _, err = show(capsys, path, "--key", "lidar", "--out", out)
     assert code == 2 and "no key 'lidar'" in err and "step_data/camera, step_data/done, step_data/features" in err
     code, _, err = show(capsys, path, "--episode", 3, "--key", "camera", "--out", out)
-    assert code == 2 and "episode 3 is out of range" in err and "has 3 episodes (0 to 2)" in err
+    assert code == 2 and "no episode has id 3" in err and "has 3 episodes with ids 0 to 2" in err
+    code, _, err = show(capsys, path, "--position", 3, "--key", "camera", "--out", out)
+    assert code == 2 and "position 3 is out of range" in err and "has 3 episodes (0 to 2)" in err
+    code, _, err = show(capsys, path, "--position", 0, "--episode", 0, "--key", "camera", "--out", out)
+    assert code == 2 and "not allowed with argument" in err
     code, _, err = show(capsys, path, "--key", "state", "--out", out)
     assert code == 2 and "key 'state' is not an image (float32, shape (3,))" in err
     code, _, err = show(capsys, path, "--key", "camera", "--out", tmp_path / "x.avi")
@@ -182,3 +186,30 @@ def test_python_dash_m(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"wrote {out}: 5 frames") and decode_mp4(out)[1].shape == (5, 16, 16, 3)
+
+
+def test_episode_means_the_id_and_position_the_place(tmp_path, capsys) -> None:
+    """A robomimic file of demo_0, demo_2 and demo_10: ``--episode 10`` is demo_10 (at position 2)."""
+    import h5py
+
+    path = tmp_path / "demos.hdf5"
+    lengths = {0: 3, 2: 4, 10: 5}
+    with h5py.File(path, "w") as file:
+        data = file.create_group("data")
+        data.attrs["total"] = sum(lengths.values())
+        for demo, n in lengths.items():
+            group = data.create_group(f"demo_{demo}")
+            group.attrs["num_samples"] = n
+            group["actions"] = np.full((n, 2), demo, np.float64)
+            group["obs/state"] = np.full((n, 3), demo, np.float64)
+            group["obs/camera"] = camera_frames(n, 8, 8, demo)
+            group["dones"] = (np.arange(n) == n - 1).astype(np.int64)
+            group["rewards"] = np.zeros(n)
+    out = tmp_path / "demo.gif"
+    code, stdout, err = show(capsys, path, "--episode", 10, "--key", "obs/camera", "--out", out, "--no-plot")
+    assert code == 0, err
+    assert "5 frames of obs/camera (8x8) from episode id 10 (position 2, 5 steps)" in stdout
+    code, stdout, err = show(capsys, path, "--position", 1, "--key", "obs/camera", "--out", out, "--no-plot")
+    assert code == 0 and "from episode id 2 (position 1, 4 steps)" in stdout, err
+    code, _, err = show(capsys, path, "--episode", 1, "--key", "obs/camera", "--out", out, "--no-plot")
+    assert code == 2 and "no episode has id 1" in err and "ids 0, 2, 10" in err and "--position P" in err

@@ -1,10 +1,12 @@
 """``unibatch show PATH --episode N --key KEY --out FILE``: look at one episode.
 
-Writes the image key ``KEY`` of episode ``N`` (a position, ``0 <= N < episodes``; negative counts
-from the end) as a video, chosen by the extension of ``FILE``: ``.mp4`` (PyAV, H.264 in
-``yuv420p``, or MPEG-4 Part 2 when the FFmpeg build has no libx264; odd sides are padded by
-repeating the last row or column) or ``.gif`` (Pillow). Frames are ``uint8`` of shape ``(H, W)``,
-``(H, W, C)`` or ``(C, H, W)`` with ``C`` in 1, 3, 4 (alpha is dropped).
+Writes the image key ``KEY`` of the episode whose id is ``N`` (the ids ``unibatch info`` lists: a
+robomimic ``demo_10`` is id 10), or of the episode at ``--position P`` (``0 <= P < episodes``,
+negative from the end; the default is position 0), as a video, chosen by the extension of
+``FILE``: ``.mp4`` (PyAV, H.264 in ``yuv420p``, or MPEG-4 Part 2 when the FFmpeg build has no
+libx264; odd sides are padded by repeating the last row or column) or ``.gif`` (Pillow). Frames
+are ``uint8`` of shape ``(H, W)``, ``(H, W, C)`` or ``(C, H, W)`` with ``C`` in 1, 3, 4 (alpha is
+dropped).
 
 Next to the video (``FILE`` with the suffix ``.png``, or ``--plot PNG``; ``--no-plot`` skips it) a
 PNG plot shows every low-dimensional key of the episode over its steps (matplotlib, the
@@ -47,8 +49,10 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "path", type=Path, metavar="PATH", help="a unibatch buffer directory or a dataset in another format"
     )
-    parser.add_argument(
-        "--episode", type=int, default=0, metavar="N", help="episode position, negative from the end (default 0)"
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--episode", type=int, metavar="ID", help="the episode with this id (see `unibatch info`)")
+    which.add_argument(
+        "--position", type=int, metavar="P", help="the episode at this position, negative from the end (default 0)"
     )
     parser.add_argument("--key", metavar="KEY", help="the image key to write, e.g. obs/image (see `unibatch info`)")
     parser.add_argument("--out", type=Path, metavar="FILE", help="the video to write: FILE.mp4 or FILE.gif")
@@ -70,7 +74,7 @@ def run(arguments: argparse.Namespace) -> int:
     out, plot = _outputs(arguments)
     source = open_source(arguments.path)
     try:
-        start, stop, label = episode_rows(source, arguments.episode)
+        start, stop, label = episode_rows(source, arguments.episode, arguments.position)
         fps = arguments.fps or source.fps or DEFAULT_FPS
         if out is not None:
             keys = resolve_step_key(source, arguments.key)
@@ -104,23 +108,50 @@ def _outputs(arguments: argparse.Namespace) -> tuple[Path | None, Path | None]:
     return out, plot
 
 
-def episode_rows(source: Source, episode: int) -> tuple[int, int, str]:
-    """Rows ``[start, stop)`` of episode position ``episode`` and how to call it (``"episode 3 (id 7)"``)."""
+def episode_rows(source: Source, episode_id: int | None, position: int | None) -> tuple[int, int, str]:
+    """Rows ``[start, stop)`` of the episode with id ``episode_id`` or at ``position`` (default: position 0).
+
+    Returns the rows and how to call the episode, naming both its id and its position
+    (``"episode id 10 (position 2, 4 steps)"``), so the output says which one was meant.
+    """
     episodes = source.episodes
     if episodes is None:
-        if episode not in (0, -1):
-            raise UsageError(f"episode {episode} is out of range: {source.path} has no episodes (use 0 for every row)")
+        asked = position if episode_id is None else episode_id
+        if asked not in (None, 0, -1):
+            raise UsageError(f"episode {asked} is out of range: {source.path} has no episodes (use 0 for every row)")
         return 0, len(source.steps), f"all {len(source.steps)} rows"
+    ids = np.asarray(episodes.ids)
     count = episodes.count
-    if not -count <= episode < count:
-        valid = f"0 to {count - 1}" if count else "none"
-        raise UsageError(f"episode {episode} is out of range: {source.path} has {count} episodes ({valid})")
-    position = episode % count
-    start = int(episodes.starts[position])
-    stop = start + int(episodes.lengths[position])
+    if episode_id is not None:
+        matches = np.flatnonzero(ids == episode_id)
+        if not len(matches):
+            raise UsageError(
+                f"no episode has id {episode_id}: {source.path} has {count} episodes with ids {_id_list(ids)} "
+                "(--position P picks the episode at position P)"
+            )
+        index = int(matches[0])
+    else:
+        asked_position = 0 if position is None else position
+        if not -count <= asked_position < count:
+            valid = f"0 to {count - 1}" if count else "none"
+            raise UsageError(f"position {asked_position} is out of range: {source.path} has {count} episodes ({valid})")
+        index = asked_position % count
+    start = int(episodes.starts[index])
+    stop = start + int(episodes.lengths[index])
+    label = f"episode id {int(ids[index])} (position {index}"
     if stop == start:
-        raise UsageError(f"episode {episode} of {source.path} has no steps")
-    return start, stop, f"episode {position} (id {int(episodes.ids[position])}, {stop - start} steps)"
+        raise UsageError(f"{label}) of {source.path} has no steps")
+    return start, stop, f"{label}, {stop - start} steps)"
+
+
+def _id_list(ids: np.ndarray, shown: int = 8) -> str:
+    """``"0 to 9"`` for consecutive ids, else the first ``shown`` (``"4, 8, 15, ... (12 in all)"``)."""
+    if not len(ids):
+        return "none"
+    if np.array_equal(ids, np.arange(ids[0], ids[0] + len(ids))):
+        return f"{int(ids[0])} to {int(ids[-1])}"
+    listed = ", ".join(str(int(i)) for i in ids[:shown])
+    return listed if len(ids) <= shown else f"{listed}, ... ({len(ids)} in all)"
 
 
 def _read(steps: BatchBase, keys: list[tuple[str, ...]], start: int, stop: int) -> list[np.ndarray]:
