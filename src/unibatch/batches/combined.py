@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from unibatch._typing import Array, Device
+from unibatch._typing import Array, BArrayType, BatchT, BDeviceType, BDtypeType, BRNGType, Device
 from unibatch.batches._base import BatchBase, Metadata
 from unibatch.batches._indexing import NormalizedIndex, index_length, is_single
 from unibatch.errors import SpaceMismatchError
@@ -17,7 +17,7 @@ from unibatch.spaces import BoxSpace, DictSpace, batch_space, get_at, set_at
 BATCH_INDEX_KEY = "batch_index"
 
 
-class CombinedBatch(BatchBase):
+class CombinedBatch(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType]):
     """The samples of ``batches[0]``, then ``batches[1]``, ... as one batch (a view).
 
     Routing uses the children's current lengths on every call, so it stays right when a child

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 import numpy as np
 from typing_extensions import NotRequired, TypedDict
 
-from unibatch._typing import Device
+from unibatch._typing import BArrayType, BatchT, BDeviceType, BDtypeType, BRNGType, Device, EpisodeBatchT
 from unibatch.backends import ComputeBackend
 from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
@@ -35,14 +35,17 @@ EPISODE_IDS_KEY = "episode_ids"
 PARTS = ("step_data", "step_episode_ids", "episode_data")
 
 
-class TrajectoryData(TypedDict):
+class TrajectoryData(TypedDict, Generic[BatchT, EpisodeBatchT]):
     """One step (or a batch of steps) with its episode's data."""
 
-    step_data: Any
-    episode_data: NotRequired[Any]
+    step_data: BatchT
+    episode_data: NotRequired[EpisodeBatchT]
 
 
-class TrajectoryReplayBuffer(BatchBase):
+class TrajectoryReplayBuffer(
+    BatchBase[TrajectoryData[BatchT, EpisodeBatchT], BArrayType, BDeviceType, BDtypeType, BRNGType],
+    Generic[BatchT, EpisodeBatchT, BArrayType, BDeviceType, BDtypeType, BRNGType],
+):
     """Replay buffer that tracks step-level and episode-level data (see the module docstring).
 
     Samples are ``{"step_data": ..., "episode_data": ...}`` (the second key only with an
@@ -382,7 +385,7 @@ class TrajectoryReplayBuffer(BatchBase):
     @staticmethod
     def create(
         step_data_instance_space: Space,
-        step_data_storage_cls: type[SpaceStorage] | None = None,
+        step_data_storage_cls: type[SpaceStorage] | None,
         *,
         step_data_capacity: int | None = None,
         step_episode_id_storage_cls: type[SpaceStorage] | None = None,

@@ -47,6 +47,18 @@ from typing import Any
 import numpy as np
 import optree
 
+from unibatch._typing import (
+    BArrayType,
+    BatchT,
+    BDeviceType,
+    BDtypeType,
+    BRNGType,
+    SamplerArrayType,
+    SamplerBatchT,
+    SamplerDeviceType,
+    SamplerDtypeType,
+    SamplerRNGType,
+)
 from unibatch.backends import convert_tree
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex
@@ -70,7 +82,20 @@ class WorkerError(UnibatchError, RuntimeError):
     """A worker process died (the message names its exit code)."""
 
 
-class MultiprocessingSampler(BatchSampler):
+class MultiprocessingSampler(
+    BatchSampler[
+        SamplerBatchT,
+        SamplerArrayType,
+        SamplerDeviceType,
+        SamplerDtypeType,
+        SamplerRNGType,
+        BatchT,
+        BArrayType,
+        BDeviceType,
+        BDtypeType,
+        BRNGType,
+    ]
+):
     """Run ``sampler``'s reads in ``n_workers`` processes with ``n_buffers`` batches in flight.
 
     Args:
