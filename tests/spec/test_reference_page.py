@@ -230,6 +230,21 @@ def test_property(entry):
         assert raw.fset is not None, f"{entry.owner}.{entry.name} is not writable"
 
 
+ORIGINAL_ONLY = {
+    # Parameters of the original at the page's version that the page omits (spec/semantics.md §6.2).
+    ("ReplayBuffer", "load_from"): ("single_instance_space",),
+    ("TrajectoryReplayBuffer", "load_from"): ("step_data_single_instance_space", "episode_data_single_instance_space"),
+    ("CombinedBatch", None): ("use_thread_pool",),
+}
+
+
+@pytest.mark.parametrize(("owner", "member"), list(ORIGINAL_ONLY), ids=str)
+def test_parameters_of_the_original_that_the_page_omits(owner, member):
+    parameters = {p.name: p for p in actual_parameters(getattr(unibatch, owner), member)}
+    for name in ORIGINAL_ONLY[(owner, member)]:
+        assert name in parameters and parameters[name].default in (None, False), (owner, member, name)
+
+
 def test_the_checks_catch_a_renamed_parameter_and_a_changed_default():
     page = page_parameters("get_valid_mask(expanded_idx: BArrayType, data: BatchT, metadata: Dict[str, Any]) -> X")
 

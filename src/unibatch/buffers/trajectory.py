@@ -465,12 +465,20 @@ class TrajectoryReplayBuffer(
         device: Device | None = None,
         read_only: bool = False,
         multiprocessing: bool = False,
+        step_data_single_instance_space: Space | None = None,
+        episode_data_single_instance_space: Space | None = None,
         step_storage_kwargs: Mapping[str, Any] = {},  # noqa: B006
         step_episode_id_storage_kwargs: Mapping[str, Any] = {},  # noqa: B006
         episode_storage_kwargs: Mapping[str, Any] = {},  # noqa: B006
         **storage_kwargs: Any,
     ) -> TrajectoryReplayBuffer:
-        """Reopen a buffer written by :meth:`dumps` or :meth:`flush` (read-write by default, as in the reference)."""
+        """Reopen a buffer written by :meth:`dumps` or :meth:`flush` (read-write by default, as in the reference).
+
+        ``step_data_single_instance_space`` / ``episode_data_single_instance_space``: reuse these
+        space objects for the step / episode data (each must equal the stored one, else
+        :class:`~unibatch.errors.SpaceMismatchError`). The ``*_storage_kwargs`` go to one part's
+        storage each, on top of ``**storage_kwargs``.
+        """
         root = Path(path)
         metadata = read_metadata(root, BUFFER_TYPE)
         if metadata is None:
@@ -480,19 +488,21 @@ class TrajectoryReplayBuffer(
 
         paths = metadata.get("storage_paths") or {}
 
-        def load(name: str, extra: Mapping[str, Any], state: tuple[int, int] | None) -> ReplayBuffer:
+        def load(
+            name: str, extra: Mapping[str, Any], state: tuple[int, int] | None, space: Space | None = None
+        ) -> ReplayBuffer:
             kwargs = {**storage_kwargs, **extra}
             return ReplayBuffer._open(
-                root / name, backend, device, read_only, multiprocessing, None, kwargs, state, paths.get(name)
+                root / name, backend, device, read_only, multiprocessing, space, kwargs, state, paths.get(name)
             )
 
-        steps = load("step_data", step_storage_kwargs, step_state)
+        steps = load("step_data", step_storage_kwargs, step_state, step_data_single_instance_space)
         ids = load("step_episode_ids", step_episode_id_storage_kwargs, step_state)
         mapping = metadata.get("episode_id_to_index_map")
         episodes = None
         if mapping is not None:
             episode_state = (int(metadata["episodes"]["count"]), int(metadata["episodes"]["offset"]))
-            episodes = load("episode_data", episode_storage_kwargs, episode_state)
+            episodes = load("episode_data", episode_storage_kwargs, episode_state, episode_data_single_instance_space)
         table = {int(k): int(v) for k, v in (mapping or {}).items()}
         buffer = TrajectoryReplayBuffer(
             steps, ids, episodes, int(metadata["current_episode_id"]), table, multiprocessing, cache_path=root
