@@ -62,3 +62,42 @@ def test_trajectory_load_from_reuses_given_spaces_and_refuses_other_ones(backend
             tmp_path / "trajectory", backend=backend, read_only=True, episode_data_single_instance_space=other
         )
     buffer.close()
+
+
+def test_parquet_build_space_from_parquet_file_on_empty_filled_and_foreign_data(tmp_path):
+    pytest.importorskip("pyarrow")
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from unibatch.backends import backend_from_name
+    from unibatch.spaces import BinarySpace, TextSpace
+    from unibatch.storages import ParquetStorage
+    from unibatch.storages.parquet import infer_parquet_space
+
+    numpy = backend_from_name("numpy")
+    space = DictSpace(
+        numpy,
+        {"a": BoxSpace(numpy, 0, 1, "float32", shape=(2,)), "f": BinarySpace(numpy, (3,)), "t": TextSpace(numpy, 5)},
+    )
+    storage = ParquetStorage.create(space, capacity=None, cache_path=tmp_path / "p")
+    storage.close()  # empty: no part file, only parquet.json
+    count, capacity, inferred = ParquetStorage.build_space_from_parquet_file(tmp_path / "p")
+    assert (count, capacity) == (0, 0) and inferred == infer_parquet_space(tmp_path / "p", numpy)
+    assert inferred["a"] == BoxSpace(numpy, -np.inf, np.inf, "float32", shape=(2,))
+    assert inferred["f"] == BinarySpace(numpy, (3,)) and inferred["t"].max_length == 5
+    with pytest.raises(SpaceMismatchError, match="no column \\['b'\\]"):
+        infer_parquet_space(tmp_path / "p", numpy, columns=["a", "b"])
+
+    storage = ParquetStorage.load_from(tmp_path / "p", space, read_only=False)
+    storage.extend_length(3)
+    storage.flush()
+    storage.close()
+    assert ParquetStorage.build_space_from_parquet_file(tmp_path / "p")[:2] == (3, 3)
+
+    pq.write_table(pa.table({"x": np.arange(4, dtype=np.int64)}), tmp_path / "foreign.parquet")
+    count, capacity, inferred = ParquetStorage.build_space_from_parquet_file(tmp_path / "foreign.parquet")
+    assert (count, capacity) == (4, 4) and list(inferred.keys()) == ["x"]
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no .parquet file"):
+        ParquetStorage.build_space_from_parquet_file(tmp_path / "nothing")
