@@ -7,7 +7,8 @@ ceiling for 2 workers: shared caches and memory bandwidth, the kernel's page-fau
 MultiprocessingSampler involved), then the sampler with 1 and 2 workers. The samplers start
 once and every timing begins after a full prefetch window has been consumed, so it covers
 steady state, not process start-up or batches prefetched while another variant was timed.
-Speedups are ratios of the medians over the repeats.
+Speedups are ratios of the medians over the repeats. "W5" samplers return batches that own
+their memory (the default); "W5 reuse" ones are made with ``reuse_outputs=N_BUFFERS``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from unibatch.transformations import DictTransformation, ImageResizeTransformati
 BATCH = 64
 N_BUFFERS = 4
 WORKERS = (1, 2)
+VARIANTS = tuple((workers, reuse) for workers in WORKERS for reuse in (0, N_BUFFERS))
+"""(workers, reuse_outputs) of the timed samplers."""
 
 
 def heavy_source(buffer: ReplayBuffer) -> TransformedBatch:
@@ -71,41 +74,45 @@ def run(buffer: ReplayBuffer, calls: int, repeats: int = 5) -> list[str]:
     source = heavy_source(buffer)
     single = StepSampler(source, BATCH, seed=0)
     samplers = {
-        workers: MultiprocessingSampler(StepSampler(source, BATCH, seed=0), n_workers=workers, n_buffers=N_BUFFERS)
-        for workers in WORKERS
+        variant: MultiprocessingSampler(
+            StepSampler(source, BATCH, seed=0), n_workers=variant[0], n_buffers=N_BUFFERS, reuse_outputs=variant[1]
+        )
+        for variant in VARIANTS
     }
-    rates: dict[str, list[float]] = {name: [] for name in ("single", "ceiling", *map(str, WORKERS))}
+    rates: dict[Any, list[float]] = {name: [] for name in ("single", "ceiling", *VARIANTS)}
     try:
         for _ in range(repeats):
             rates["single"].append(batches_per_second(single.sample, calls))
             rates["ceiling"].append(independent_processes(source, 2, calls))
-            for workers, sampler in samplers.items():
-                rates[str(workers)].append(batches_per_second(sampler.sample, calls, warmup=N_BUFFERS))
+            for variant, sampler in samplers.items():
+                rates[variant].append(batches_per_second(sampler.sample, calls, warmup=N_BUFFERS))
     finally:
         for sampler in samplers.values():
             sampler.close()
     return _report(rates)
 
 
-def _report(rates: dict[str, list[float]]) -> list[str]:
+def _report(rates: dict[Any, list[float]]) -> list[str]:
     single = statistics.median(rates["single"])
     ceiling = statistics.median(rates["ceiling"]) / single
     lines = [
-        f"W5   image  memmap  numpy    one process: {single:8.1f} batches/s; 2 independent processes at once: "
+        f"W5       image  memmap  numpy    one process: {single:8.1f} batches/s; 2 independent processes at once: "
         f"{ceiling:4.2f} x (the ceiling of 2 workers)"
     ]
-    for workers in WORKERS:
-        rate = statistics.median(rates[str(workers)])
+    for workers, reuse in VARIANTS:
+        timed = rates[(workers, reuse)]
+        rate = statistics.median(timed)
         speedup, target = rate / single, 0.8 * workers
+        workload = "W5 reuse" if reuse else "W5"
         lines.append(
-            f"W5   image  memmap  numpy    {workers} worker(s): {rate:8.1f} batches/s = {speedup:4.2f} x one process "
-            f"(min {min(rates[str(workers)]) / single:4.2f}, max {max(rates[str(workers)]) / single:4.2f}; "
+            f"{workload:<8} image  memmap  numpy    {workers} worker(s): {rate:8.1f} batches/s = {speedup:4.2f} x one "
+            f"process (min {min(timed) / single:4.2f}, max {max(timed) / single:4.2f}; "
             f"target >= {target:.1f} {'ok' if speedup >= target else 'MISS'})"
         )
         lines.append(
             json.dumps(
                 {
-                    "workload": "W5",
+                    "workload": workload,
                     "variant": f"image-{workers}-workers",
                     "storage": "memmap",
                     "backend": "numpy",

@@ -5,7 +5,13 @@
 
 from typing import Any
 
+from unibatch._typing import BatchT as BatchT
 from unibatch._typing import IndexableType as IndexableType
+from unibatch._typing import SamplerArrayType as SamplerArrayType
+from unibatch._typing import SamplerBatchT as SamplerBatchT
+from unibatch._typing import SamplerDeviceType as SamplerDeviceType
+from unibatch._typing import SamplerDtypeType as SamplerDtypeType
+from unibatch._typing import SamplerRNGType as SamplerRNGType
 from unibatch.backends import ComputeBackend as ComputeBackend
 from unibatch.backends import NumpyComputeBackend as NumpyComputeBackend
 from unibatch.batches import BatchBase as BatchBase
@@ -48,6 +54,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BatchBase",
     "BatchSampler",
+    "BatchT",
     "BatchedSpace",
     "BinarySpace",
     "BoxSpace",
@@ -62,6 +69,11 @@ __all__ = [
     "NumpyComputeBackend",
     "PyTorchComputeBackend",
     "ReplayBuffer",
+    "SamplerArrayType",
+    "SamplerBatchT",
+    "SamplerDeviceType",
+    "SamplerDtypeType",
+    "SamplerRNGType",
     "SliceStackedBatch",
     "Space",
     "SpaceStorage",

@@ -26,6 +26,12 @@ SamplerDeviceType = TypeVar("SamplerDeviceType", default=Any)
 SamplerDtypeType = TypeVar("SamplerDtypeType", default=Any)
 SamplerRNGType = TypeVar("SamplerRNGType", default=Any)
 
+WrapperBatchT = TypeVar("WrapperBatchT", default=Any)
+WrapperBArrayT = TypeVar("WrapperBArrayT", default=Any)
+WrapperBDeviceT = TypeVar("WrapperBDeviceT", default=Any)
+WrapperBDtypeT = TypeVar("WrapperBDtypeT", default=Any)
+WrapperBRngT = TypeVar("WrapperBRngT", default=Any)
+
 Array: TypeAlias = Any
 """An array of any supported backend (``np.ndarray``, ``torch.Tensor``, ``jax.Array``)."""
 Device: TypeAlias = Any
@@ -55,4 +61,9 @@ __all__ = [
     "SamplerDeviceType",
     "SamplerDtypeType",
     "SamplerRNGType",
+    "WrapperBArrayT",
+    "WrapperBDeviceT",
+    "WrapperBDtypeT",
+    "WrapperBRngT",
+    "WrapperBatchT",
 ]

@@ -419,6 +419,26 @@ def test_lerobot_v21_layout(tmp_path: Path, arrays, backend) -> None:
         check_rows(dataset.get_at(rows), arrays, rows)
 
 
+@pytest.mark.parametrize("version", ["v2.0", "v2.1"])
+def test_v2_info_json_without_path_templates_uses_lerobot_v2_layout(tmp_path: Path, arrays, version) -> None:
+    root = tmp_path / "old_writer"
+    write_v21(root, arrays)
+    info = json.loads((root / "meta/info.json").read_text())
+    del info["data_path"], info["video_path"]  # as older v2.x writers leave them out
+    (root / "meta/info.json").write_text(json.dumps({**info, "codebase_version": version}))
+    assert read_lerobot_info(root).episodes.data_files[1] == "data/chunk-000/episode_000001.parquet"
+    with open_lerobot(root, NumpyComputeBackend) as dataset:
+        rows = np.array([15, 0, 4, 11])
+        check_rows(dataset.get_at(rows), arrays, rows)  # the video frames too
+    v3 = tmp_path / "v3_without_paths"
+    write_v3(v3, arrays)
+    info = json.loads((v3 / "meta/info.json").read_text())
+    del info["data_path"]
+    (v3 / "meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(LeRobotError, match="'data_path' must be a path template"):
+        read_lerobot_info(v3)  # v3.0 always names its layout
+
+
 def test_image_features(tmp_path: Path, arrays, backend) -> None:
     root = tmp_path / "images"
     write_v3(root, arrays, with_image=True)

@@ -237,7 +237,7 @@ def test_frame_stacking_with_episode_masks(box_dataset, backend) -> None:
 def test_episodes_into_a_trajectory_buffer(dict_dataset) -> None:
     root, episodes = dict_dataset
     with open_minari(root, NP) as dataset:
-        buffer = TrajectoryReplayBuffer.create(dataset.single_space)
+        buffer = TrajectoryReplayBuffer.create(dataset.single_space, None)
         for episode in range(dataset.num_episodes):
             buffer.extend(dataset.get_episode(episode).get_at(slice(None)))
             buffer.mark_episode_end()

@@ -169,7 +169,7 @@ def test_frame_stacking_with_episode_masks(robomimic_file, backend) -> None:
 def test_episodes_into_a_trajectory_buffer(robomimic_file, tmp_path) -> None:
     path, arrays = robomimic_file
     with open_robomimic(path, NumpyComputeBackend, keys=["actions", "dones", "obs"]) as dataset:
-        buffer = TrajectoryReplayBuffer.create(dataset.single_space, cache_path=tmp_path / "converted")
+        buffer = TrajectoryReplayBuffer.create(dataset.single_space, None, cache_path=tmp_path / "converted")
         for episode in range(dataset.num_episodes):
             buffer.extend(dataset.get_episode(episode).get_at(slice(None)))
             buffer.mark_episode_end()

@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic
 
-from unibatch._typing import Array, Device
+from unibatch._typing import (
+    Array,
+    BArrayType,
+    BatchT,
+    BDeviceType,
+    BDtypeType,
+    BRNGType,
+    Device,
+    WrapperBArrayT,
+    WrapperBatchT,
+    WrapperBDeviceT,
+    WrapperBDtypeT,
+    WrapperBRngT,
+)
 from unibatch.backends import ComputeBackend, convert, convert_tree
 from unibatch.batches._base import BatchBase, Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
 
 
-class ToBackendOrDeviceBatch(BatchBase):
+class ToBackendOrDeviceBatch(
+    BatchBase[WrapperBatchT, WrapperBArrayT, WrapperBDeviceT, WrapperBDtypeT, WrapperBRngT],
+    Generic[
+        WrapperBatchT,
+        WrapperBArrayT,
+        WrapperBDeviceT,
+        WrapperBDtypeT,
+        WrapperBRngT,
+        BatchT,
+        BArrayType,
+        BDeviceType,
+        BDtypeType,
+        BRNGType,
+    ],
+):
     """``batch`` seen on ``backend`` and/or ``device``: reads convert, writes convert back.
 
     Either argument may be None (keep the source's). Conversion uses DLPack where it is safe

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import bisect
+import concurrent.futures
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from unibatch._typing import Array, Device
+from unibatch._typing import Array, BArrayType, BatchT, BDeviceType, BDtypeType, BRNGType, Device
 from unibatch.batches._base import BatchBase, Metadata
 from unibatch.batches._indexing import NormalizedIndex, index_length, is_single
 from unibatch.errors import SpaceMismatchError
@@ -17,7 +18,7 @@ from unibatch.spaces import BoxSpace, DictSpace, batch_space, get_at, set_at
 BATCH_INDEX_KEY = "batch_index"
 
 
-class CombinedBatch(BatchBase):
+class CombinedBatch(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType]):
     """The samples of ``batches[0]``, then ``batches[1]``, ... as one batch (a view).
 
     Routing uses the children's current lengths on every call, so it stays right when a child
@@ -25,13 +26,22 @@ class CombinedBatch(BatchBase):
     ``batch_index`` (which child a sample came from) next to the children's own metadata.
     ``extend`` appends to the last child. Closing the view does not close the children.
 
+    Args:
+        batches: the children, with equal spaces and one backend.
+        device: device of the view (default: the children's).
+        use_thread_pool: read the children a batched request touches in parallel threads (one
+            per child; worth it when reads wait on I/O or decoding that releases the GIL). The
+            threads write fresh outputs (a sampler's ``reuse_outputs`` arena stays in its thread).
+
     >>> from unibatch.testing import InMemoryBatch
     >>> combined = CombinedBatch([InMemoryBatch.from_range(2), InMemoryBatch.from_range(3, start=10)])
     >>> combined.get_at([4, 0])["x"].tolist(), combined.get_at_with_metadata(2)[1]["batch_index"].item()
     ([12, 0], 1)
     """
 
-    def __init__(self, batches: Sequence[BatchBase], device: Device | None = None) -> None:
+    def __init__(
+        self, batches: Sequence[BatchBase], device: Device | None = None, use_thread_pool: bool = False
+    ) -> None:
         batches = list(batches)
         if not batches:
             raise SpaceMismatchError("CombinedBatch needs at least one batch")
@@ -53,6 +63,7 @@ class CombinedBatch(BatchBase):
         self.metadata_space = metadata.to(device=device) if device is not None else metadata
         super().__init__(space, self.metadata_space)
         self.batches = batches
+        self.use_thread_pool = bool(use_thread_pool)
 
     @property
     def is_mutable(self) -> bool:  # type: ignore[override]
@@ -113,14 +124,25 @@ class CombinedBatch(BatchBase):
         data = empty(count)
         metadata_space: Any = batch_space(self.metadata_space, count)
         metadata = metadata_space.create_empty() if with_metadata else None
-        for child, positions, local in routes:
-            part, part_metadata = read(self.batches[child], local)
+        for (child, positions, local), (part, part_metadata) in zip(
+            routes, self._read_parts(routes, read), strict=True
+        ):
             where = backend.asarray(positions, dtype=backend.default_index_dtype, device=self.device)
             data = space(data, where, part)
             if metadata is not None:
                 part_metadata = self._with_batch_index(part_metadata, child, local)
                 metadata = set_at(metadata_space, metadata, where, part_metadata)
         return data, metadata
+
+    def _read_parts(
+        self, routes: list[tuple[int, Any, Any]], read: Callable[[BatchBase, Any], tuple[Any, Metadata]]
+    ) -> list[tuple[Any, Metadata]]:
+        """Each route's read, in one thread per child with ``use_thread_pool``."""
+        if not self.use_thread_pool:
+            return [read(self.batches[child], local) for child, _, local in routes]
+        with concurrent.futures.ThreadPoolExecutor(len(routes), thread_name_prefix="CombinedBatch") as pool:
+            futures = [pool.submit(read, self.batches[child], local) for child, _, local in routes]
+            return [future.result() for future in futures]
 
     def _with_batch_index(self, metadata: Metadata, child: int, local: Any) -> dict[str, Any]:
         result = dict(metadata or {})

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from unibatch._typing import Array
+from unibatch._typing import Array, BArrayType, BatchT, BDeviceType, BDtypeType, BRNGType
 from unibatch.batches._base import BatchBase, Metadata
 from unibatch.batches._indexing import NormalizedIndex, index_length, is_single, normalize_index
 from unibatch.errors import UnsupportedOperationError
 
 
-class SubIndexedBatch(BatchBase):
+class SubIndexedBatch(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType]):
     """The samples ``batch[sub_indexes]``, read and written through to ``batch``.
 
     ``sub_indexes`` is any index form: an int (negative too) gives a one-row view; a slice,

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from unibatch._typing import BArrayType, BatchT, BDeviceType, BDtypeType, BRNGType
 from unibatch.batches._base import BatchBase, Metadata
 from unibatch.batches._indexing import NormalizedIndex
 from unibatch.errors import SpaceMismatchError
 from unibatch.spaces import DictSpace, Space, TupleSpace
 
 
-class SubItemBatch(BatchBase):
+class SubItemBatch(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType]):
     """The field at ``sub_indexes`` (a key path of dict keys and tuple positions) of each sample.
 
     Metadata is per sample, not per field, so it passes through unchanged.

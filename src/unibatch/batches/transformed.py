@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from unibatch._typing import BArrayType, BatchT, BDeviceType, BDtypeType, BRNGType
 from unibatch.batches._base import BatchBase, Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
 from unibatch.spaces import Space
 from unibatch.transformations import DataTransformation
 
 
-class TransformedBatch(BatchBase):
+class TransformedBatch(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType]):
     """``transformation`` applied lazily to every sample of ``batch``.
 
     Writes go through ``transformation.direction_inverse`` and are possible when it exists and
@@ -52,6 +53,10 @@ class TransformedBatch(BatchBase):
 
     def __len__(self) -> int:
         return len(self.batch)
+
+    def get_at(self, idx: Any = None) -> BatchT:
+        """Fetch transformed samples; ``idx=None`` (the reference page's default) means every sample (``...``)."""
+        return super().get_at(... if idx is None else idx)
 
     def _source_space(self, index: NormalizedIndex) -> Space:
         return self.batch.single_space if is_single(index) else self.batch._batched_space

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import optree
 
-from unibatch._typing import Array
+from unibatch._typing import Array, BArrayType, BatchT, BDeviceType, BDtypeType, BRNGType
 from unibatch.backends import get_backend, get_backend_or_none
 from unibatch.batches._base import BatchBase, Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
@@ -34,7 +34,7 @@ VALID_MASK_KEY = "slice_valid_mask"
 MaskFunction = Callable[[Any, Array, Any, Any], Array]
 
 
-class SliceStackedBatch(BatchBase):
+class SliceStackedBatch(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType]):
     """Read-only windows ``batch[i + fixed_offset]`` with an episode-aware validity mask.
 
     Args:
@@ -94,19 +94,25 @@ class SliceStackedBatch(BatchBase):
         return len(self.batch)
 
     # ------------------------------------------------------------------ public helpers
-    def expand_index(self, idx: Any) -> Array:
-        """Source frame indices of the windows at ``idx``: ``(T,)`` for an int, else ``(B, T)``.
+    def expand_index(self, index: Any) -> Array:
+        """Source frame indices of the windows at ``index``: ``(T,)`` for an int, else ``(B, T)``.
 
         Indices may fall outside ``[0, len)``; such frames are invalid.
         """
-        index = self._index(idx)
+        index = self._index(index)
         frames = self._index_space.to_backend(self._frames(index))
         return frames[0] if is_single(index) else frames
 
-    def get_valid_mask(self, frames: Array, data: Any, metadata: Any) -> Array:
-        """``(B, T)`` validity of frames already read: inside ``[0, len)`` and accepted by the mask function."""
+    def get_valid_mask(self, expanded_idx: Array, data: Any, metadata: Any) -> Array:
+        """``(B, T)`` validity of frames already read: inside ``[0, len)`` and accepted by the mask function.
+
+        Args:
+            expanded_idx: ``(B, T)`` source frame indices (:meth:`expand_index`).
+            data: the frames' data, leading axes ``(B, T)``.
+            metadata: the frames' metadata (or None).
+        """
         space = self._index_space
-        frames = space.to_index(frames)
+        frames = space.to_index(expanded_idx)
         return space.to_backend(self._valid(frames, space.clip(frames, len(self.batch)), data, metadata))
 
     def _valid(self, frames: Any, clipped: Any, data: Any, metadata: Any) -> Any:
@@ -125,21 +131,23 @@ class SliceStackedBatch(BatchBase):
             return valid
         return valid & space.as_bool(accepted)  # a mask of 0/1 integers means what it says
 
-    def get_valid_mask_flattened(self, frames: Array, flat_data: Array, metadata: Any) -> Array:
-        """:meth:`get_valid_mask` for flat data of shape ``(B, T, D)``."""
+    def get_valid_mask_flattened(self, expanded_idx: Array, data: Array, metadata: Any) -> Array:
+        """:meth:`get_valid_mask` for flat ``data`` of shape ``(B, T, D)``."""
         from unibatch.spaces import unflatten_data
 
-        structured = unflatten_data(batch_space(self._frame_space, 1), flat_data, start_dim=2)
-        return self.get_valid_mask(frames, structured, metadata)
+        structured = unflatten_data(batch_space(self._frame_space, 1), data, start_dim=2)
+        return self.get_valid_mask(expanded_idx, structured, metadata)
 
-    def fill_data_with_stack_mask(self, space: Space, data: Any, valid: Array) -> Any:
+    def fill_data_with_stack_mask(self, space: Space | None, data: Any, valid_mask: Array) -> Any:
         """Replace invalid frames of ``(B, T, ...)`` data by the nearest valid frame toward the centre.
 
         Args:
-            space: the space of ``data`` (its leaves are gathered along the window axis).
+            space: the space of ``data`` (its leaves are gathered along the window axis); None
+                when ``data`` is one backend array.
             data: values with leading axes ``(B, T)``.
-            valid: ``(B, T)`` booleans; the centre frame is always kept.
+            valid_mask: ``(B, T)`` booleans; the centre frame is always kept.
         """
+        valid = valid_mask
         backend, xp = self.backend, self.backend.xp
         positions = xp.arange(self.window_size, dtype=backend.default_index_dtype, device=self.device)
         source = fill_positions(xp, backend.cumulative_max, valid, self.centre_position, positions)
@@ -266,20 +274,20 @@ class SliceStackedBatch(BatchBase):
     # ------------------------------------------------------------------ factories
     @staticmethod
     def get_valid_mask_function_with_episodeid_key(
-        key: KeyPath = "episode_id", is_in_metadata: bool = False
+        episode_id_key: KeyPath = "episode_id", is_in_metadata: bool = False
     ) -> EpisodeIdMask:
-        """Frames are valid when ``data[key]`` (or ``metadata[key]``) equals the centre frame's."""
-        return EpisodeIdMask(key, is_in_metadata)
+        """Frames are valid when ``data[episode_id_key]`` (or ``metadata[...]``) equals the centre frame's."""
+        return EpisodeIdMask(episode_id_key, is_in_metadata)
 
     @staticmethod
     def get_valid_mask_function_with_episode_end_key(
-        key: KeyPath = "episode_end", is_in_metadata: bool = False
+        episode_end_key: KeyPath = "episode_end", is_in_metadata: bool = False
     ) -> EpisodeEndMask:
-        """Frames are valid when no end flag (``data[key]`` or ``metadata[key]``) separates them from the centre."""
-        return EpisodeEndMask(key, is_in_metadata)
+        """Frames are valid when no end flag (``data[episode_end_key]`` or metadata) separates them from the centre."""
+        return EpisodeEndMask(episode_end_key, is_in_metadata)
 
 
-class FrameStackedBatch(SliceStackedBatch):
+class FrameStackedBatch(SliceStackedBatch[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType]):
     """Windows of ``prefetch_horizon`` frames before and ``postfetch_horizon`` after each sample.
 
     >>> from unibatch.testing import InMemoryBatch
@@ -354,7 +362,7 @@ def _reshape_leading(space: Space, data: Any, rows: int, size: int) -> Any:
     return optree.tree_map(lambda leaf: _reshape(leaf, (rows, size, *leaf.shape[1:])), data)
 
 
-def _gather_windows(space: Space, data: Any, flat_index: Array, rows: int, size: int) -> Any:
+def _gather_windows(space: Space | None, data: Any, flat_index: Array, rows: int, size: int) -> Any:
     """``leaf.reshape(rows * size, ...)[flat_index].reshape(rows, size, ...)`` for every leaf."""
 
     def gather(leaf: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from unibatch._typing import Array, Device
+from unibatch._typing import Array, BArrayType, BatchT, BDeviceType, BDtypeType, BRNGType, Device
 from unibatch.backends import ComputeBackend
 from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
@@ -41,7 +41,7 @@ COMMIT_RESERVE_LIMIT = 4096
 appends, not per append (a crash there loses at most that many of the oldest rows)."""
 
 
-class ReplayBuffer(BatchBase):
+class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType]):
     """Ring-buffer style batch storage built on top of a :class:`SpaceStorage`.
 
     Args:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 import numpy as np
 from typing_extensions import NotRequired, TypedDict
 
-from unibatch._typing import Device
+from unibatch._typing import BArrayType, BatchT, BDeviceType, BDtypeType, BRNGType, Device, EpisodeBatchT
 from unibatch.backends import ComputeBackend
 from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
@@ -35,14 +35,17 @@ EPISODE_IDS_KEY = "episode_ids"
 PARTS = ("step_data", "step_episode_ids", "episode_data")
 
 
-class TrajectoryData(TypedDict):
+class TrajectoryData(TypedDict, Generic[BatchT, EpisodeBatchT]):
     """One step (or a batch of steps) with its episode's data."""
 
-    step_data: Any
-    episode_data: NotRequired[Any]
+    step_data: BatchT
+    episode_data: NotRequired[EpisodeBatchT]
 
 
-class TrajectoryReplayBuffer(BatchBase):
+class TrajectoryReplayBuffer(
+    BatchBase[TrajectoryData[BatchT, EpisodeBatchT], BArrayType, BDeviceType, BDtypeType, BRNGType],
+    Generic[BatchT, EpisodeBatchT, BArrayType, BDeviceType, BDtypeType, BRNGType],
+):
     """Replay buffer that tracks step-level and episode-level data (see the module docstring).
 
     Samples are ``{"step_data": ..., "episode_data": ...}`` (the second key only with an
@@ -382,7 +385,7 @@ class TrajectoryReplayBuffer(BatchBase):
     @staticmethod
     def create(
         step_data_instance_space: Space,
-        step_data_storage_cls: type[SpaceStorage] | None = None,
+        step_data_storage_cls: type[SpaceStorage] | None,
         *,
         step_data_capacity: int | None = None,
         step_episode_id_storage_cls: type[SpaceStorage] | None = None,
@@ -462,12 +465,20 @@ class TrajectoryReplayBuffer(BatchBase):
         device: Device | None = None,
         read_only: bool = False,
         multiprocessing: bool = False,
+        step_data_single_instance_space: Space | None = None,
+        episode_data_single_instance_space: Space | None = None,
         step_storage_kwargs: Mapping[str, Any] = {},  # noqa: B006
         step_episode_id_storage_kwargs: Mapping[str, Any] = {},  # noqa: B006
         episode_storage_kwargs: Mapping[str, Any] = {},  # noqa: B006
         **storage_kwargs: Any,
     ) -> TrajectoryReplayBuffer:
-        """Reopen a buffer written by :meth:`dumps` or :meth:`flush` (read-write by default, as in the reference)."""
+        """Reopen a buffer written by :meth:`dumps` or :meth:`flush` (read-write by default, as in the reference).
+
+        ``step_data_single_instance_space`` / ``episode_data_single_instance_space``: reuse these
+        space objects for the step / episode data (each must equal the stored one, else
+        :class:`~unibatch.errors.SpaceMismatchError`). The ``*_storage_kwargs`` go to one part's
+        storage each, on top of ``**storage_kwargs``.
+        """
         root = Path(path)
         metadata = read_metadata(root, BUFFER_TYPE)
         if metadata is None:
@@ -477,19 +488,21 @@ class TrajectoryReplayBuffer(BatchBase):
 
         paths = metadata.get("storage_paths") or {}
 
-        def load(name: str, extra: Mapping[str, Any], state: tuple[int, int] | None) -> ReplayBuffer:
+        def load(
+            name: str, extra: Mapping[str, Any], state: tuple[int, int] | None, space: Space | None = None
+        ) -> ReplayBuffer:
             kwargs = {**storage_kwargs, **extra}
             return ReplayBuffer._open(
-                root / name, backend, device, read_only, multiprocessing, None, kwargs, state, paths.get(name)
+                root / name, backend, device, read_only, multiprocessing, space, kwargs, state, paths.get(name)
             )
 
-        steps = load("step_data", step_storage_kwargs, step_state)
+        steps = load("step_data", step_storage_kwargs, step_state, step_data_single_instance_space)
         ids = load("step_episode_ids", step_episode_id_storage_kwargs, step_state)
         mapping = metadata.get("episode_id_to_index_map")
         episodes = None
         if mapping is not None:
             episode_state = (int(metadata["episodes"]["count"]), int(metadata["episodes"]["offset"]))
-            episodes = load("episode_data", episode_storage_kwargs, episode_state)
+            episodes = load("episode_data", episode_storage_kwargs, episode_state, episode_data_single_instance_space)
         table = {int(k): int(v) for k, v in (mapping or {}).items()}
         buffer = TrajectoryReplayBuffer(
             steps, ids, episodes, int(metadata["current_episode_id"]), table, multiprocessing, cache_path=root

@@ -29,6 +29,11 @@ from unibatch.errors import FormatVersionError, UnibatchError
 
 INFO_FILE = Path("meta") / "info.json"
 SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")
+V2_PATH_TEMPLATES = {
+    "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
+    "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
+}
+"""The file layout of LeRobot v2.x, for ``info.json`` files of older v2.x writers that do not name it."""
 FRAME_DTYPES = ("video", "image")
 V3_EPISODE_COLUMNS = ("episode_index", "dataset_from_index", "dataset_to_index", "data/chunk_index", "data/file_index")
 V3_VIDEO_COLUMNS = ("chunk_index", "file_index", "from_timestamp")
@@ -185,6 +190,9 @@ def read_info_json(root: Path) -> dict[str, Any]:
         FileNotFoundError: there is no ``meta/info.json``.
         FormatVersionError: ``codebase_version`` is missing or not one of :data:`SUPPORTED_VERSIONS`.
         LeRobotError: the file is not a JSON object, or ``fps``, ``features`` or ``data_path`` is malformed.
+
+    A v2.x file without ``data_path`` / ``video_path`` gets LeRobot v2.x's templates
+    (:data:`V2_PATH_TEMPLATES`), as LeRobot itself assumes; a v3.0 file must name its layout.
     """
     path = root / INFO_FILE
     if not path.is_file():
@@ -201,6 +209,8 @@ def read_info_json(root: Path) -> dict[str, Any]:
             f"{path}: codebase_version {version!r} is not supported; "
             f"unibatch reads LeRobot {', '.join(SUPPORTED_VERSIONS)}"
         )
+    if version != "v3.0":  # older v2.x writers leave the layout out: LeRobot's own v2.x templates
+        info = {**info, **{key: template for key, template in V2_PATH_TEMPLATES.items() if info.get(key) is None}}
     fps = info.get("fps")
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not np.isfinite(fps) or fps <= 0:
         raise LeRobotError(f"{path}: 'fps' must be a positive number, got {fps!r}")

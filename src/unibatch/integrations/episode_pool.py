@@ -61,7 +61,7 @@ class EpisodePoolSampler(BatchSampler):
         if pool_steps <= 0 or pieces_per_refresh <= 0 or refresh_every <= 0 or (piece_steps or 1) <= 0:
             raise ValueError("pool_steps, piece_steps, pieces_per_refresh and refresh_every must be positive")
         self.store = store
-        self.pool = TrajectoryReplayBuffer.create(store.step_space, step_data_capacity=pool_steps)
+        self.pool = TrajectoryReplayBuffer.create(store.step_space, None, step_data_capacity=pool_steps)
         self.view = self.pool if view is None else view(self.pool)
         super().__init__(self.view.single_space, self.view.single_metadata_space, batch_size)
         self.data = self.view

@@ -3,8 +3,10 @@
 A slot is one file in ``/dev/shm`` (a temporary directory elsewhere) mapped by the parent and
 by every worker. A worker writes the array leaves of a result tree at fixed offsets and sends
 back only the tree structure, the leaf shapes and any non-array leaf (texts); the parent
-rebuilds the tree from views into the slot, without copying. The end of each slot holds the
-indices of an epoch batch, written by the parent, so that a task message stays a few bytes.
+rebuilds the tree from views into the slot, without copying. A slot lent out that way can
+report when the last view into it has been garbage collected (``read(..., release=...)``).
+The end of each slot holds the indices of an epoch batch, written by the parent, so that a
+task message stays a few bytes.
 
 The layout of a kind of result is written once into its directory (``layout.json``): tasks name
 the directory, and a worker reads the layout the first time it meets it. Slots are mapped with
@@ -14,11 +16,14 @@ page fault per 4 KiB on the first write of every process.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import mmap
 import shutil
 import sys
 import tempfile
+import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -139,9 +144,17 @@ class SlotFiles:
                 described.append(("value", leaf))
         return described
 
-    def read(self, slot: int, described: list[Any]) -> list[Any]:
-        """NumPy views into ``slot`` (and the values sent along) for the described leaves."""
-        buffer = self.buffer(slot)
+    def read(self, slot: int, described: list[Any], release: Callable[[], object] | None = None) -> list[Any]:
+        """NumPy views into ``slot`` (and the values sent along) for the described leaves.
+
+        With ``release``, the views share one buffer exporter made for them alone (the ``base``
+        of each view, kept alive by any array or tensor viewing them), and ``release()`` runs
+        once the last of them has been garbage collected: the slot is then free to reuse.
+        """
+        buffer: Any = self.buffer(slot)
+        if release is not None:
+            buffer = (ctypes.c_uint8 * self.layout.nbytes).from_buffer(buffer)
+            weakref.finalize(buffer, release).atexit = False
         leaves = []
         for description, offset in zip(described, self.layout.offsets, strict=True):
             if description[0] == "slot":

@@ -6,10 +6,13 @@ results are returned in request order, so a seed gives the same batches and epoc
 number of workers. A worker's exception is re-raised in the parent with the worker traceback
 attached; a worker that dies makes the parent raise :class:`WorkerError` instead of waiting.
 
-A returned batch lives in shared memory (zero-copy for NumPy and PyTorch) and stays valid
-until ``n_buffers`` further batches of the same kind have been returned; copy it to keep it.
-Slots are handed out from a free list: a slot is reused only once its result has been collected
-and has left that window (or, for an abandoned request, once its result has arrived).
+A returned batch lives in shared memory (zero-copy for NumPy and PyTorch) and owns it: its slot
+is reused only once every array and tensor viewing it has been garbage collected, so batches
+kept in a list or a queue never change. With ``reuse_outputs=N`` (opt-in, as on
+``StepSampler``) a batch stays valid until N further batches of the same kind have been
+returned, and its slot is reused then, whoever still holds it. Slots are handed out from a free
+list (more are made when every slot is in use), and an abandoned request's slot comes back once
+its result has arrived.
 
 Every worker has its own task pipe and its own result pipe, and the parent keeps only its own
 ends of them: a worker that dies, even in the middle of a message, closes the last write end of
@@ -30,6 +33,7 @@ exiting never waits forever on workers that wait for tasks.
 from __future__ import annotations
 
 import collections
+import functools
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.util
@@ -43,6 +47,18 @@ from typing import Any
 import numpy as np
 import optree
 
+from unibatch._typing import (
+    BArrayType,
+    BatchT,
+    BDeviceType,
+    BDtypeType,
+    BRNGType,
+    SamplerArrayType,
+    SamplerBatchT,
+    SamplerDeviceType,
+    SamplerDtypeType,
+    SamplerRNGType,
+)
 from unibatch.backends import convert_tree
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex
@@ -66,7 +82,20 @@ class WorkerError(UnibatchError, RuntimeError):
     """A worker process died (the message names its exit code)."""
 
 
-class MultiprocessingSampler(BatchSampler):
+class MultiprocessingSampler(
+    BatchSampler[
+        SamplerBatchT,
+        SamplerArrayType,
+        SamplerDeviceType,
+        SamplerDtypeType,
+        SamplerRNGType,
+        BatchT,
+        BArrayType,
+        BDeviceType,
+        BDtypeType,
+        BRNGType,
+    ]
+):
     """Run ``sampler``'s reads in ``n_workers`` processes with ``n_buffers`` batches in flight.
 
     Args:
@@ -78,6 +107,9 @@ class MultiprocessingSampler(BatchSampler):
         doze_time: kept for compatibility with the reference signature; waiting processes
             block on their pipes (and the parent on the workers' sentinels) instead of polling.
         daemon: daemon flag of the workers (None: inherited).
+        reuse_outputs: 0 (default): returned batches own their memory. ``N > 0``: a batch
+            stays valid only until N further batches of its kind have been returned, then its
+            shared memory is reused (no bookkeeping per batch, as ``StepSampler(reuse_outputs=N)``).
     """
 
     is_mutable = False
@@ -90,9 +122,13 @@ class MultiprocessingSampler(BatchSampler):
         ctx: BaseContext | None = None,
         doze_time: float = 0.005,
         daemon: bool | None = None,
+        reuse_outputs: int = 0,
     ) -> None:
         if n_workers <= 0 or n_buffers <= 0:
             raise SpaceMismatchError(f"n_workers and n_buffers must be positive, got {n_workers}, {n_buffers}")
+        if reuse_outputs < 0:
+            raise SpaceMismatchError(f"reuse_outputs must be non-negative, got {reuse_outputs}")
+        self.reuse_outputs = int(reuse_outputs)
         super().__init__(sampler.single_space, sampler.single_metadata_space, sampler.batch_size)
         self.sampler = sampler
         self.mp_ctx: Any = ctx if ctx is not None else multiprocessing.get_context()
@@ -299,14 +335,21 @@ class MultiprocessingSampler(BatchSampler):
                 exception.add_note(f"raised in a MultiprocessingSampler worker:\n{text}")
             raise exception
         spec, described = payload
-        leaves = self._kinds[key].read(slot, described)
+        leaves = self._read_slot(key, slot, described)
         if self.backend.simplified_name != "numpy":  # NumPy views need no conversion
             leaves = convert_tree(leaves, self.backend, self.device)
+        return optree.tree_unflatten(spec, leaves)
+
+    def _read_slot(self, key: tuple[bool, bool], slot: int, described: list[Any]) -> list[Any]:
+        """Views into ``slot``: freed when collected (owned outputs) or after ``reuse_outputs`` calls."""
+        free = self._free_slots[key]
+        if not self.reuse_outputs:
+            return self._kinds[key].read(slot, described, release=functools.partial(free.append, slot))
         held = self._held_slots[key]
         held.append(slot)
-        while len(held) > self.n_buffers:  # out of the validity window: the slot may be reused
-            self._free_slots[key].append(held.popleft())
-        return optree.tree_unflatten(spec, leaves)
+        while len(held) > self.reuse_outputs:  # out of the validity window: the slot may be reused
+            free.append(held.popleft())
+        return self._kinds[key].read(slot, described)
 
     def _check_workers(self, fired: list[Any]) -> None:
         """Raise :class:`WorkerError` for a worker that exited (its sentinel is in ``fired``)."""

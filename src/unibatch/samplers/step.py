@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from unibatch._typing import Device
+from unibatch._typing import BArrayType, BatchT, BDeviceType, BDtypeType, BRNGType, Device
 from unibatch.batches import BatchBase
 from unibatch.samplers.base import BatchSampler
 from unibatch.storages._outputs import OutputArena
 
 
-class StepSampler(BatchSampler):
+class StepSampler(
+    BatchSampler[
+        BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType, BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType
+    ]
+):
     """Mini-batches of ``batch_size`` samples of ``data``, optionally delivered on ``device``.
 
     Indices are drawn on the data's device with a random state seeded by ``seed`` (None: from

@@ -40,7 +40,7 @@ from typing_extensions import Self
 
 from unibatch.backends import ComputeBackend, get_backend_or_none
 from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
-from unibatch.spaces import DictSpace, Space, TextSpace
+from unibatch.spaces import BinarySpace, BoxSpace, DictSpace, Space, TextSpace
 from unibatch.spaces._dtypes import fits, scalar_fits
 from unibatch.storages import _parquet_arrow as arrow
 from unibatch.storages._atomic import fsync_directory
@@ -216,6 +216,28 @@ class ParquetStorage(SpaceStorage):
         if not read_only:
             storage._delete_unlisted_files()
         return storage
+
+    @staticmethod
+    def build_space_from_parquet_file(
+        path: PathLike, *, backend: ComputeBackend | None = None, device: Any = None
+    ) -> tuple[int, int, DictSpace]:
+        """``(count, capacity, space)`` of a ``ParquetStorage`` or of Parquet files written by another tool.
+
+        As the original: ``count`` and ``capacity`` are both the number of rows (committed rows
+        of a ``ParquetStorage``), and ``space`` is :func:`infer_parquet_space`'s, on NumPy unless
+        ``backend`` is given. An empty storage gives ``(0, 0, space)``.
+        """
+        if backend is None:
+            from unibatch.backends import backend_from_name
+
+            backend = backend_from_name("numpy")
+        root, files = _parquet_files(Path(path))
+        space = infer_parquet_space(path, backend, device=device)
+        if (root / SIDECAR).exists() and Path(path).is_dir():
+            count = int(read_parquet_sidecar(root)["length"])
+        else:
+            count = sum(arrow.count_rows(root / file) for file in files)
+        return count, count, space
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickle as the path (a read-only storage: other processes reopen the same files)."""
@@ -555,14 +577,44 @@ def infer_parquet_space(
 ) -> DictSpace:
     """The flat ``DictSpace`` (one key per column) of a Parquet file or a directory of them.
 
+    A ``ParquetStorage`` with no part file yet (an empty growable one) has its space read from
+    the leaves ``parquet.json`` records: unbounded boxes, binaries and texts of the stored length.
+
     Args:
         path: a ``.parquet`` file, or a directory searched recursively.
         backend: backend of the space.
         device: device of the space.
         columns: the columns to include (default: all, which must all have a supported type).
+
+    Raises:
+        FileNotFoundError: ``path`` holds no Parquet file and no ``parquet.json``.
+        SpaceMismatchError: a column in ``columns`` is not stored.
     """
     root, files = _parquet_files(Path(path))
+    if not files:  # a ParquetStorage without rows: its sidecar describes the columns
+        return _space_of_leaves(read_parquet_sidecar(root)["leaves"], backend, device, columns, root)
     return arrow.infer_space([root / f for f in files], backend, device, columns)
+
+
+def _space_of_leaves(
+    records: Sequence[dict[str, Any]], backend: ComputeBackend, device: Any, columns: Sequence[str] | None, root: Path
+) -> DictSpace:
+    """The flat space of the ``leaves`` of ``parquet.json`` (column, NumPy dtype string, shape)."""
+    by_column = {record["column"]: record for record in records}
+    names = list(by_column) if columns is None else list(columns)
+    unknown = [name for name in names if name not in by_column]
+    if unknown:
+        raise SpaceMismatchError(f"{root / SIDECAR} has no column {unknown}; its columns are {list(by_column)}")
+    spaces: dict[str, Space] = {}
+    for name in names:
+        dtype, shape = np.dtype(by_column[name]["dtype"]), tuple(by_column[name]["shape"])
+        if dtype.kind == "U":
+            spaces[name] = TextSpace(backend, dtype.itemsize // 4, device=device)
+        elif dtype.kind == "b":
+            spaces[name] = BinarySpace(backend, shape, device=device)
+        else:
+            spaces[name] = BoxSpace(backend, -np.inf, np.inf, dtype, device=device, shape=shape)
+    return DictSpace(backend, spaces, device=device)
 
 
 def open_parquet_storage(
