@@ -23,12 +23,13 @@ from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
 from unibatch.buffers import ring
-from unibatch.buffers._metadata import read_metadata, write_metadata
+from unibatch.buffers._metadata import METADATA_FILE, read_metadata, write_metadata
 from unibatch.buffers._state import RingState
 from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space, batch_size_data, get_at, json_to_space, space_to_json
 from unibatch.spaces._exact import exact_batch_leaves, exact_leaves
 from unibatch.storages import SpaceStorage, storage_class
+from unibatch.storages._safe_paths import resolve_inside
 
 PathLike = str | os.PathLike[str]
 BUFFER_TYPE = "ReplayBuffer"
@@ -449,7 +450,7 @@ class ReplayBuffer(BatchBase):
             storage_info["path"] = storage_path
         cls = storage_class(storage_info["name"])
         storage = cls.load_from(
-            Path(path) / storage_info["path"],
+            resolve_inside(path, storage_info["path"], source=Path(path) / METADATA_FILE),
             space,
             capacity=metadata["capacity"],
             read_only=read_only,
