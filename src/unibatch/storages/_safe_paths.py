@@ -161,14 +161,28 @@ def open_data_file(path: PathLike, *, writable: bool) -> BinaryIO:
     return os.fdopen(descriptor, "r+b" if writable else "rb")
 
 
-def temporary_name(target: PathLike) -> Path:
-    """A fresh, unpredictable name beside ``target`` for a temporary file: ``.<name>.<random>.tmp``.
+def temporary_name(target: PathLike, label: str = "") -> Path:
+    """A fresh, unpredictable name beside ``target``: ``.<name>.<random>.tmp``, or ``.<name>.<label>-<random>``.
 
-    For tools that create the file themselves (``os.link`` refuses an existing name and never
-    follows a symlink there); :func:`create_temporary` creates it exclusively.
+    For tools that create the file themselves (``os.link`` and ``os.mkdir`` refuse an existing name
+    and never follow a symlink there); :func:`create_temporary` creates a file exclusively.
     """
     target = Path(target)
-    return target.with_name(f".{target.name}.{secrets.token_hex(8)}{TEMPORARY_SUFFIX}")
+    random = secrets.token_hex(8)
+    return target.with_name(
+        f".{target.name}.{label}-{random}" if label else f".{target.name}.{random}{TEMPORARY_SUFFIX}"
+    )
+
+
+def create_temporary_directory(target: PathLike, label: str) -> Path:
+    """Create a new empty directory beside ``target`` named ``.<name>.<label>-<random>`` (never an existing one)."""
+    while True:
+        path = temporary_name(target, label)
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        return path
 
 
 def create_temporary(target: PathLike) -> tuple[int, Path]:
