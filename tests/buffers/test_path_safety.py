@@ -110,10 +110,12 @@ def test_trajectory_storage_paths_outside_the_buffer_are_refused(tmp_path: Path,
         path = "../../victim/step_data/storage" if where == "parent" else str(victim / "step_data" / "storage")
         edit_json(attacker / "metadata.json", lambda payload: payload["storage_paths"].update(step_data=path))
     before = tree_digest(victim)
-    with pytest.raises(UnsafePathError, match=r"metadata\.json"):
-        with TrajectoryReplayBuffer.load_from(attacker, backend=NUMPY) as buffer:
-            buffer.append(np.full(3, 9.0, np.float32))
-            buffer.flush()
+    with (
+        pytest.raises(UnsafePathError, match=r"metadata\.json"),
+        TrajectoryReplayBuffer.load_from(attacker, backend=NUMPY, read_only=False) as buffer,
+    ):
+        buffer.append(np.full(3, 9.0, np.float32))
+        buffer.flush()
     assert tree_digest(victim) == before
     assert main(["verify", str(attacker)]) == 1
     capsys.readouterr()
