@@ -473,6 +473,7 @@ def _dataset_path(group: str | None, leaf: Leaf) -> str:
 
 
 def _open_leaf_dataset(file: Any, name: str, path: Path) -> Any:
+    _refuse_external_links(file, name, path)
     node = file.get(name)
     if node is None or not isinstance(node, h5py_module().Dataset):
         raise SpaceMismatchError(f"{path} has no dataset {name!r}")
@@ -482,6 +483,21 @@ def _open_leaf_dataset(file: Any, name: str, path: Path) -> Any:
         cache_bytes = CACHED_CHUNKS * int(np.prod(node.chunks, dtype=np.int64)) * node.dtype.itemsize
     del node  # HDF5 shares an open dataset, chunk cache included: close it before opening it with its own
     return open_dataset(file, name, cache_bytes=cache_bytes)
+
+
+def _refuse_external_links(file: Any, name: str, path: Path) -> None:
+    """Refuse a dataset path that goes through an external link (to another file) at any of its groups."""
+    parts = [part for part in name.split("/") if part]
+    for depth in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:depth])
+        link = file.get(prefix, getlink=True)
+        if isinstance(link, h5py_module().ExternalLink):
+            raise UnsafePathError(
+                f"{path}: dataset {name!r} goes through an external link {prefix!r} to {link.filename!r}; "
+                "unibatch reads datasets stored in the file"
+            )
+        if link is None:
+            return
 
 
 def _refuse_other_files(dataset: Any, name: str, path: Path) -> None:

@@ -469,9 +469,10 @@ def _copy_shard(source: Path, target: Path, length: int) -> None:
 
 def _refuse_linked_directories(path: Path) -> None:
     """The shard directories and ``tmp/`` are real directories: a symlink there would move writes and deletes out."""
-    for entry in os.scandir(path):
-        if (entry.name.isdigit() or entry.name == TEMPORARY_DIRECTORY) and entry.is_symlink():
-            refuse_symlink(entry.path, source=path / SIDECAR)
+    with os.scandir(path) as entries:
+        linked = [e.path for e in entries if (e.name.isdigit() or e.name == TEMPORARY_DIRECTORY) and e.is_symlink()]
+    for entry in linked:
+        refuse_symlink(entry, source=path / SIDECAR)
 
 
 def _write_sidecar(
