@@ -133,7 +133,7 @@ def test_video_segment_outside_the_directory_is_never_deleted(tmp_path: Path, wh
         (path / "seg-000000.mkv").symlink_to(victim)
     else:
         name = "../../victim.mkv" if where == "parent" else str(victim)
-        edit_json(path / "video.json", lambda sidecar: [entry.__setitem__(2, name) for entry in sidecar["segments"][:1]])
+        edit_json(path / "video.json", lambda sidecar: sidecar["segments"][0].__setitem__(2, name))
     before = digest(victim)
     with pytest.raises(UnsafePathError, match=r"video\.json"):
         rewrite_and_flush(VideoStorage, path, FRAME_SPACE, frames(30))
