@@ -189,3 +189,22 @@ def test_symlinked_metadata_file_is_refused(victim_and_attacker) -> None:
     (attacker / "metadata.json").symlink_to(victim / "metadata.json")
     with pytest.raises(UnsafePathError, match="symlink"):
         ReplayBuffer.load_from(attacker, backend=NUMPY)
+
+
+def test_snapshot_directory_planted_as_a_symlink_is_replaced_not_followed(tmp_path: Path) -> None:
+    """A memory-backed buffer writes its next snapshot to ``storage.1``: a link planted there is not written through."""
+    from unibatch.storages import MemoryStorage
+
+    victim = tmp_path / "victim"
+    victim.mkdir()  # empty: the snapshot would be written into it
+    with ReplayBuffer.create(MemoryStorage, SPACE, capacity=8, cache_path=tmp_path / "buffer") as buffer:
+        buffer.extend(np.full((3, 3), 1.0, np.float32))
+        buffer.flush()
+        snapshot = tmp_path / "buffer" / ("storage.1" if buffer.storage_path_relative == "storage" else "storage")
+        snapshot.symlink_to(victim, target_is_directory=True)
+        buffer.extend(np.full((2, 3), 2.0, np.float32))
+        buffer.flush()
+    assert list(victim.iterdir()) == []
+    assert not snapshot.is_symlink()
+    with ReplayBuffer.load_from(tmp_path / "buffer", backend=NUMPY) as reopened:
+        assert len(reopened) == 5

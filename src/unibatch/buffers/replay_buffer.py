@@ -339,7 +339,7 @@ class ReplayBuffer(BatchBase):
         previous = self._storage_path_relative
         base = previous.removesuffix(SNAPSHOT_SUFFIX)
         target = base if previous.endswith(SNAPSHOT_SUFFIX) else base + SNAPSHOT_SUFFIX
-        shutil.rmtree(self._cache_path / target, ignore_errors=True)  # a leftover of an interrupted flush
+        _remove_leftover(self._cache_path / target)  # of an interrupted flush (or planted: never followed)
         self.storage.dumps(self._cache_path / target)
         self._storage_path_relative = target
         self._stale_snapshot = previous
@@ -494,6 +494,13 @@ class ReplayBuffer(BatchBase):
 
     def __repr__(self) -> str:
         return f"ReplayBuffer(count={self.count}, capacity={self.capacity}, storage={type(self.storage).__name__})"
+
+
+def _remove_leftover(path: Path) -> None:
+    """Delete ``path`` before a snapshot is written there; a symlink is removed, not followed."""
+    if path.is_symlink():
+        path.unlink()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _require_metadata(path: PathLike) -> dict[str, Any]:
