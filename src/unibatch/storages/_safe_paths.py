@@ -8,12 +8,18 @@ so every path read from a sidecar (a storage path in ``metadata.json``, a segmen
 - a path read from persisted state is relative, has no ``..`` part, and after resolving the
   symlinks on its way it is still inside the directory it is relative to (a symlink that stays
   inside is fine);
-- a data file unibatch creates itself (memmap leaves, ``packed.bin``) is never a symlink: it is
+- a data file unibatch creates itself under a fixed name (memmap leaves and ``packed.bin``, image
+  files, the shard and ``tmp/`` directories of ``ImageStorage``, sidecars) is never a symlink: it is
   opened with ``O_NOFOLLOW`` (:func:`open_no_follow`), so a symlink planted in its place is refused
   even when it points inside (nothing legitimate puts one there, and no resolution is needed);
 - a temporary file of an atomic replace is created exclusively (``O_CREAT | O_EXCL |
   O_NOFOLLOW``) under a random name beside its target (:func:`create_temporary`), so a symlink
   planted at a predictable name cannot redirect the write.
+
+The same rule covers paths kept inside data files: HDF5 datasets stored in another file (external
+links, external storage, virtual datasets) are refused, and a local Zarr store checks every chunk
+key it writes or deletes. Importers of foreign datasets (LeRobot) check the text of their paths
+only, since hub caches legitimately link files to blobs elsewhere.
 
 Every refusal raises :class:`~unibatch.errors.UnsafePathError` naming the file that holds the path
 and the path. The checks run when a storage opens or commits, never per row. They defend against
