@@ -168,6 +168,28 @@ def test_parquet_part_outside_the_directory_is_never_deleted(tmp_path: Path, whe
     assert victim.exists() and digest(victim) == before
 
 
+def test_parquet_symlink_planted_at_the_next_part_name_is_not_written_through(tmp_path: Path) -> None:
+    """Part files are written at a predictable name: a writable open first removes what parquet.json does not list."""
+    pytest.importorskip("pyarrow")
+    from unibatch.storages import ParquetStorage
+
+    path = tmp_path / "s"
+    storage = ParquetStorage.create(ROW_SPACE, capacity=ROWS, cache_path=path, rows_per_file=3)
+    storage.set(slice(0, ROWS), rows(1.0))
+    storage.flush()
+    storage.close()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    serial = json.loads((path / "parquet.json").read_text())["next_serial"]
+    for number in range(serial, serial + 4):
+        (path / f"part-{number:06d}.parquet").symlink_to(victim)
+    rewrite_and_flush(ParquetStorage, path, ROW_SPACE, rows(2.0))
+    assert victim.read_text() == "precious"
+    reader = ParquetStorage.load_from(path, ROW_SPACE)
+    np.testing.assert_array_equal(np.asarray(reader.get(slice(0, ROWS))), rows(2.0))
+    reader.close()
+
+
 def test_parquet_parts_that_are_not_objects_are_a_format_error(tmp_path: Path) -> None:
     pytest.importorskip("pyarrow")
     from unibatch.storages import ParquetStorage
