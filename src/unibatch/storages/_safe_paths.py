@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -127,13 +128,15 @@ def refuse_symlink(path: PathLike, *, source: PathLike | None = None) -> None:
         path: a file unibatch created itself (it never makes symlinks).
         source: the file that names ``path``, if any (named in the error).
     """
-    if os.path.islink(path):
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is missing") from None
+    if stat.S_ISLNK(mode):
         named = f" (named by {source})" if source is not None else ""
         raise UnsafePathError(
             f"{path}{named} is a symlink to {os.path.realpath(path)}; unibatch data files are never symlinks"
         )
-    if not os.path.lexists(path):
-        raise FileNotFoundError(f"{path} is missing")
 
 
 def open_no_follow(path: PathLike, flags: int, mode: int = 0o666) -> int:
