@@ -97,23 +97,20 @@ def resolve_inside(root: PathLike, relative: object, *, source: PathLike) -> Pat
             that leads outside ``root``.
     """
     parts = check_relative(relative, source=source).parts
-    base = Path(root)
-    inside: Path | None = None
+    base = os.fspath(root)
     current = base
-    for part in parts:
-        current = current / part
-        try:
-            if not os.path.islink(current):
-                continue
-        except (OSError, ValueError):
-            return base.joinpath(*parts)
-        inside = inside or base.resolve()
-        if not current.resolve().is_relative_to(inside):
+    for part in parts:  # plain strings: this runs on every open
+        current = os.path.join(current, part)
+        if os.path.islink(current) and not _is_within(os.path.realpath(current), os.path.realpath(base)):
             raise UnsafePathError(
-                f"{source} names the path {relative!r}, whose part {current.name!r} is a symlink "
+                f"{source} names the path {relative!r}, whose part {part!r} is a symlink "
                 f"to {os.path.realpath(current)}, outside {base}"
             )
-    return current
+    return Path(current)
+
+
+def _is_within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
 def resolve_all_inside(root: PathLike, relatives: Iterable[object], *, source: PathLike) -> list[Path]:
