@@ -298,6 +298,6 @@ def test_overwrite_keeps_the_old_target_until_the_new_one_is_in_place(tmp_path, 
 
     monkeypatch.setattr(convert_module.os, "replace", fail_on_staging)
     with pytest.raises(SystemExit), convert_module._staging(target, overwrite=True) as staging:
-        staging.mkdir()
+        (staging / "new").write_text("staged conversion")  # _staging yields a new, empty directory
     kept = [path for path in tmp_path.iterdir() if (path / "old").exists()]
     assert kept, "the previous DST must survive, possibly renamed aside"

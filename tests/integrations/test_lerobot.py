@@ -19,7 +19,7 @@ from PIL import Image
 from tests.conftest import to_numpy
 
 from unibatch import FrameStackedBatch, NumpyComputeBackend, SliceStackedBatch
-from unibatch.errors import FormatVersionError, ReadOnlyError, UnknownNameError
+from unibatch.errors import FormatVersionError, ReadOnlyError, UnknownNameError, UnsafePathError
 from unibatch.integrations.episodes import EpisodeDataset
 from unibatch.integrations.lerobot import (
     DeltaTimestampsBatch,
@@ -393,6 +393,21 @@ def test_data_that_disagrees_with_the_episodes(copy_of_v3: Path, arrays) -> None
         LeRobotError, match=r"row 12 of .* belongs to episode 1, but the episodes metadata puts episode 2"
     ):
         open_lerobot(copy_of_v3, NumpyComputeBackend, decode_video=False)
+
+
+@pytest.mark.parametrize("field", ["data_path", "video_path"])
+@pytest.mark.parametrize("where", ["parent", "absolute"])
+def test_paths_of_info_json_outside_the_dataset_are_refused(copy_of_v3: Path, tmp_path: Path, field, where) -> None:
+    """Issue 16 §1: a downloaded info.json cannot make the importer read files outside the dataset."""
+    top = field.split("_")[0] + "s" if field == "video_path" else "data"
+    outside = tmp_path / "outside"
+    shutil.copytree(copy_of_v3 / top, outside)  # readable files there: only the path check can refuse them
+    info = json.loads((copy_of_v3 / "meta/info.json").read_text())
+    prefix = "../outside" if where == "parent" else str(outside)
+    info[field] = prefix + info[field].removeprefix(top)
+    (copy_of_v3 / "meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(UnsafePathError, match=r"info\.json"):
+        open_lerobot(copy_of_v3, NumpyComputeBackend)
 
 
 def test_video_of_another_size_or_too_short(copy_of_v3: Path, arrays) -> None:

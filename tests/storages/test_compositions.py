@@ -14,6 +14,7 @@ from unibatch.errors import (
     FormatVersionError,
     SpaceMismatchError,
     UnknownNameError,
+    UnsafePathError,
     UnsupportedOperationError,
     UnsupportedSpaceError,
 )
@@ -470,7 +471,7 @@ def test_sidecar_errors(kind, tmp_path):
         else {"*": {"name": "memmap", "path": "../x"}, "obs/image": sidecar["children"]["obs/image"]}
     )
     sidecar_path.write_text(json.dumps(broken))
-    with pytest.raises(FormatVersionError, match="not a plain name"):
+    with pytest.raises(UnsafePathError, match="leaves its directory"):
         cls.load_from(tmp_path / "s", space)
     sidecar_path.write_text(json.dumps({**sidecar, "format_version": 99}))
     with pytest.raises(FormatVersionError, match="format_version 99"):

@@ -23,12 +23,13 @@ from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
 from unibatch.buffers import ring
-from unibatch.buffers._metadata import read_metadata, write_metadata
+from unibatch.buffers._metadata import METADATA_FILE, read_metadata, write_metadata
 from unibatch.buffers._state import RingState
 from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space, batch_size_data, get_at, json_to_space, space_to_json
 from unibatch.spaces._exact import exact_batch_leaves, exact_leaves
 from unibatch.storages import SpaceStorage, storage_class
+from unibatch.storages._safe_paths import resolve_inside
 
 PathLike = str | os.PathLike[str]
 BUFFER_TYPE = "ReplayBuffer"
@@ -338,7 +339,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         previous = self._storage_path_relative
         base = previous.removesuffix(SNAPSHOT_SUFFIX)
         target = base if previous.endswith(SNAPSHOT_SUFFIX) else base + SNAPSHOT_SUFFIX
-        shutil.rmtree(self._cache_path / target, ignore_errors=True)  # a leftover of an interrupted flush
+        _remove_leftover(self._cache_path / target)  # of an interrupted flush (or planted: never followed)
         self.storage.dumps(self._cache_path / target)
         self._storage_path_relative = target
         self._stale_snapshot = previous
@@ -449,7 +450,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             storage_info["path"] = storage_path
         cls = storage_class(storage_info["name"])
         storage = cls.load_from(
-            Path(path) / storage_info["path"],
+            resolve_inside(path, storage_info["path"], source=Path(path) / METADATA_FILE),
             space,
             capacity=metadata["capacity"],
             read_only=read_only,
@@ -493,6 +494,13 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
 
     def __repr__(self) -> str:
         return f"ReplayBuffer(count={self.count}, capacity={self.capacity}, storage={type(self.storage).__name__})"
+
+
+def _remove_leftover(path: Path) -> None:
+    """Delete ``path`` before a snapshot is written there; a symlink is removed, not followed."""
+    if path.is_symlink():
+        path.unlink()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _require_metadata(path: PathLike) -> dict[str, Any]:

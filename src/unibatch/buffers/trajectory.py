@@ -21,13 +21,14 @@ from unibatch.backends import ComputeBackend
 from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, index_length, is_single
-from unibatch.buffers._metadata import read_metadata, write_metadata
+from unibatch.buffers._metadata import METADATA_FILE, read_metadata, write_metadata
 from unibatch.buffers._state import RingState
 from unibatch.buffers.episodes import EpisodeSlots
 from unibatch.buffers.replay_buffer import ReplayBuffer
 from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import BoxSpace, DictSpace, Space, batch_size_data, batch_space, check_data, get_at
 from unibatch.storages import SpaceStorage
+from unibatch.storages._safe_paths import resolve_inside
 
 PathLike = str | os.PathLike[str]
 BUFFER_TYPE = "TrajectoryReplayBuffer"
@@ -492,8 +493,13 @@ class TrajectoryReplayBuffer(
             name: str, extra: Mapping[str, Any], state: tuple[int, int] | None, space: Space | None = None
         ) -> ReplayBuffer:
             kwargs = {**storage_kwargs, **extra}
+            source = root / METADATA_FILE
+            part = resolve_inside(root, name, source=source)  # the part directory may be a symlink
+            storage_path = paths.get(name)
+            if storage_path is not None:
+                resolve_inside(part, storage_path, source=source)
             return ReplayBuffer._open(
-                root / name, backend, device, read_only, multiprocessing, space, kwargs, state, paths.get(name)
+                part, backend, device, read_only, multiprocessing, space, kwargs, state, storage_path
             )
 
         steps = load("step_data", step_storage_kwargs, step_state, step_data_single_instance_space)

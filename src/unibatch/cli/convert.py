@@ -39,6 +39,7 @@ from unibatch.cli import positive_int
 from unibatch.cli._open import Episodes, Source, UsageError, open_source, resolve_step_key
 from unibatch.errors import MissingDependencyError, UnibatchError
 from unibatch.storages import SpaceStorage, storage_class
+from unibatch.storages._safe_paths import create_temporary_directory, temporary_name
 
 DEFAULT_CHUNK = 1000
 DEFAULT_STORAGE = "memmap"
@@ -176,9 +177,8 @@ def _check_target(source: Path, target: Path, overwrite: bool) -> None:
 @contextmanager
 def _staging(target: Path, overwrite: bool) -> Iterator[Path]:
     """A temporary directory next to ``target``, renamed to ``target`` when the block succeeds."""
-    staging = target.parent / f".{target.name}.converting-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
+    staging = create_temporary_directory(target, "converting")  # a new directory: nothing planted is followed
     try:
         yield staging
     except BaseException:
@@ -186,7 +186,7 @@ def _staging(target: Path, overwrite: bool) -> Iterator[Path]:
         raise
     replaced = None
     if target.is_dir() and (overwrite or not any(target.iterdir())):
-        replaced = target.parent / f".{target.name}.replaced-{os.getpid()}"
+        replaced = temporary_name(target, "replaced")
         os.replace(target, replaced)  # set the old DST aside: a crash now leaves it, renamed, not lost
     elif target.exists() and not target.is_dir():
         target.unlink()

@@ -34,12 +34,13 @@ from unibatch.buffers import TrajectoryReplayBuffer
 from unibatch.buffers._metadata import FORMAT_VERSION, METADATA_FILE
 from unibatch.cli import positive_int
 from unibatch.cli._open import Episodes, Source, SourceOpenError, open_source, unibatch_buffer_type
-from unibatch.errors import UnibatchError
+from unibatch.errors import UnibatchError, UnsafePathError
 from unibatch.integrations.episodes import EpisodeDataset
 from unibatch.spaces import BinarySpace, BoxSpace, Space, TextSpace, check_data, json_to_space
 from unibatch.spaces._tree import walk
 from unibatch.storages import storage_class
 from unibatch.storages._atomic import read_json
+from unibatch.storages._safe_paths import resolve_inside
 
 DEFAULT_CHUNK = 1024
 FAILED = 1
@@ -236,6 +237,11 @@ def _check_storage(directory: Path, metadata: dict[str, Any], where: str, report
     except (UnibatchError, ImportError) as error:
         report.add(where, f"storage: {error}")
     relative = storage_path if isinstance(storage_path, str) else storage.get("path")
+    try:
+        resolve_inside(directory, relative, source=where)
+    except UnsafePathError as error:
+        report.add(where, f"storage path: {error}")
+        return
     if not isinstance(relative, str) or not (directory / relative).exists():
         report.add(where, f"storage files missing: expected {directory / str(relative)}")
 

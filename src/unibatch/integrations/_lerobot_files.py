@@ -19,13 +19,14 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from unibatch._optional import require
 from unibatch.errors import FormatVersionError, UnibatchError
+from unibatch.storages._safe_paths import check_relative
 
 INFO_FILE = Path("meta") / "info.json"
 SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")
@@ -179,7 +180,8 @@ class LeRobotInfo:
     @property
     def data_directory(self) -> Path:
         """The directory the ``data_path`` template lies in (``root/data``): its parquet files hold every row."""
-        return self.root / template_directory(str(self.raw["data_path"]))
+        directory = template_directory(str(self.raw["data_path"]))
+        return self.root / inside_dataset(directory, self.root) if directory else self.root
 
 
 # ---------------------------------------------------------------------- info.json
@@ -239,6 +241,18 @@ def template_directory(template: str) -> str:
     """The fixed directory a path template starts with: ``"data"`` for ``"data/chunk-{chunk_index:03d}/..."``."""
     fixed = template.split("{", 1)[0]
     return fixed.rsplit("/", 1)[0] if "/" in fixed else ""
+
+
+def inside_dataset(relative: str, root: Path) -> PurePosixPath:
+    """A path of ``meta/info.json`` (filled template) when it is relative and has no ``..`` part.
+
+    Only the text is checked: a Hugging Face hub cache keeps the files as symlinks to blobs
+    outside the dataset directory, which must keep working (the importer only reads).
+
+    Raises:
+        UnsafePathError: the path is absolute or leaves the dataset directory.
+    """
+    return check_relative(relative, source=root / INFO_FILE)
 
 
 def fill_template(template: str, what: str, **values: Any) -> str:
@@ -495,7 +509,7 @@ class VideoFrames:
         number = {name: position for position, name in enumerate(names)}
         self.key = key
         self.shape = shape
-        self.paths = [root / name for name in names]
+        self.paths = [root / inside_dataset(name, root) for name in names]
         self._file_of_episode = np.asarray([number[name] for name in spans.files], dtype=np.int64)
         self._first_frame = np.rint(spans.from_timestamps * fps).astype(np.int64)
         self._starts = table.starts
@@ -604,7 +618,7 @@ class ImageFrames:
         names, self._file_starts = _runs(table.data_files, table.starts, "data file")
         self.key = key
         self.shape = shape
-        self.paths = [root / name for name in names]
+        self.paths = [root / inside_dataset(name, root) for name in names]
         self._file_rows = np.diff(np.append(self._file_starts, table.total_rows))
         self._cached_files = cached_files
         self._columns: dict[int, Any] = {}

@@ -35,6 +35,8 @@ from unibatch.errors import SpaceMismatchError
 from unibatch.spaces import Space, check_data, json_to_space, space_to_json
 from unibatch.storages import ZarrStorage
 from unibatch.storages._atomic import check_format_version
+from unibatch.storages._safe_paths import resolve_inside
+from unibatch.storages._zarr_store import local_path
 
 FORMAT_VERSION = 1
 STORE_TYPE = "EpisodeStore"
@@ -165,6 +167,7 @@ class EpisodeStore:
         if storage is not None:
             self._open.move_to_end(episode)
             return storage
+        self._contain(episode.path)
         cache = None if self.local_cache is None else self.local_cache / episode.path
         storage = ZarrStorage.load_from(
             f"{self.url}/{episode.path}",
@@ -190,6 +193,7 @@ class EpisodeStore:
         """Write one episode group whole, then its marker (the commit point)."""
         episode = EpisodeInfo(producer, seq, length)
         location = f"{self.url}/{episode.path}"
+        self._contain(episode.path)  # before deleting a leftover group there
         if self._fs.exists(f"{self._root}/{episode.path}"):  # left by a writer killed before its marker
             self._fs.rm(f"{self._root}/{episode.path}", recursive=True)
         storage = ZarrStorage.create(
@@ -205,6 +209,16 @@ class EpisodeStore:
         storage.close()
         self._fs.pipe_file(f"{self._root}/{episode.marker}", json.dumps({"path": episode.path}).encode())
         return episode
+
+    def _contain(self, relative: str) -> None:
+        """On a local file system, ``relative`` must stay inside the dataset (no symlink out of it).
+
+        Episode paths are made from the marker names (letters, digits, ``_-``), but a local dataset
+        may hold a directory replaced by a symlink; object stores have none.
+        """
+        local = local_path(self.url)
+        if local is not None:
+            resolve_inside(local, relative, source=local / DATASET_FILE)
 
     def __repr__(self) -> str:
         return f"EpisodeStore({self.url!r})"

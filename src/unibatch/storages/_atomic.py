@@ -7,16 +7,22 @@ import os
 from pathlib import Path
 from typing import Any
 
+from unibatch.storages._safe_paths import create_temporary, open_no_follow
+
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace ``path`` by ``data`` so that readers see the old or the new content, never a mix."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    descriptor, temporary = create_temporary(path)  # exclusive, random name: nothing planted is written through
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     fsync_directory(path.parent)
 
 
@@ -26,11 +32,11 @@ def atomic_write_json(path: str | os.PathLike[str], payload: Any) -> None:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    """The JSON document at ``path`` (errors name the file)."""
+    """The JSON document at ``path`` (errors name the file); a symlink there is refused (``UnsafePathError``)."""
     from unibatch.errors import FormatVersionError
 
     try:
-        with open(path, "rb") as handle:
+        with os.fdopen(open_no_follow(path, os.O_RDONLY), "rb") as handle:
             return json.loads(handle.read())
     except json.JSONDecodeError as error:
         raise FormatVersionError(f"{path} is not valid JSON: {error}") from error

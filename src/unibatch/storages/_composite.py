@@ -22,6 +22,7 @@ from unibatch.storages._atomic import atomic_write_json
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._directories import new_directory
 from unibatch.storages._registry import storage_class
+from unibatch.storages._safe_paths import resolve_inside
 
 FORMAT_VERSION = 1
 INNER_NAME = "inner_storage"
@@ -63,12 +64,18 @@ def read_sidecar(directory: PathLike, filename: str, kind: str) -> dict[str, Any
 
 
 def parse_child(entry: Any, sidecar: PathLike) -> tuple[type[SpaceStorage], str]:
-    """``(class, relative path)`` of a ``{"name", "path"}`` entry; the path must stay inside."""
+    """``(class, relative path)`` of a ``{"name", "path"}`` entry; the path must stay inside.
+
+    Raises:
+        FormatVersionError: the entry is not ``{"name": str, "path": str}``, or the path is not a plain name.
+        UnsafePathError: the path leaves the sidecar's directory (``..``, absolute, a symlink out of it).
+    """
     name = entry.get("name") if isinstance(entry, dict) else None
     relative = entry.get("path") if isinstance(entry, dict) else None
     if not isinstance(name, str) or not isinstance(relative, str):
         raise FormatVersionError(f"{sidecar}: expected a child entry {{'name': str, 'path': str}}, got {entry!r}")
-    if relative in ("", ".", "..") or "/" in relative or "\\" in relative:
+    resolve_inside(Path(sidecar).parent, relative, source=sidecar)
+    if "/" in relative or "\\" in relative:
         raise FormatVersionError(f"{sidecar}: child path {relative!r} is not a plain name inside the directory")
     return storage_class(name), relative
 

@@ -17,6 +17,7 @@ import numpy as np
 from unibatch._optional import require
 from unibatch.errors import SpaceMismatchError, UnibatchError, UnsupportedSpaceError
 from unibatch.spaces import BoxSpace, Space
+from unibatch.storages._safe_paths import open_data_file
 
 FORMATS = ("png", "jpeg")
 LAYOUTS = ("HW", "HWC", "CHW")
@@ -109,9 +110,15 @@ class ImageCodec:
             SpaceMismatchError: the file holds an image of another size or mode than the space.
         """
         try:
-            image = _pil_image().open(path, formats=[_PIL_FORMATS[self.format]])
+            handle = open_data_file(path, writable=False)  # a symlink in place of an image file is refused
         except FileNotFoundError:
             return
+        with handle:
+            self._decode_file(handle, path, out, slot)
+
+    def _decode_file(self, handle: BinaryIO, path: str, out: np.ndarray, slot: int) -> None:
+        try:
+            image = _pil_image().open(handle, formats=[_PIL_FORMATS[self.format]])
         except (OSError, SyntaxError, ValueError) as error:
             raise CorruptImageError(
                 f"slot {slot}: {path} is not a readable {self.format.upper()} file: {error}"

@@ -21,6 +21,7 @@ import numpy as np
 from unibatch.errors import FormatVersionError, SpaceMismatchError
 from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._leaves import Leaf
+from unibatch.storages._safe_paths import resolve_all_inside
 
 SIDECAR = "parquet.json"
 FORMAT_VERSION = 1
@@ -207,6 +208,10 @@ def read_parquet_sidecar(path: Path) -> dict[str, Any]:
     missing = [key for key in required if key not in sidecar]
     if missing:
         raise FormatVersionError(f"{path / SIDECAR} lacks {missing}; it was not written by ParquetStorage")
+    parts = sidecar["parts"]
+    if not isinstance(parts, list) or not all(isinstance(part, dict) for part in parts):
+        raise FormatVersionError(f"{path / SIDECAR}: parts must be a list of {{'file', 'start', 'stop'}} objects")
+    resolve_all_inside(path, [part.get("file") for part in parts], source=path / SIDECAR)
     return sidecar
 
 

@@ -27,6 +27,7 @@ from unibatch._optional import require
 from unibatch.errors import UnibatchError, UnsupportedSpaceError
 from unibatch.spaces import BoxSpace, Space
 from unibatch.storages._leaves import leaf_table
+from unibatch.storages._safe_paths import create_temporary
 
 LAYOUTS = ("HW", "HWC", "CHW")
 ACCEPTED = (
@@ -373,7 +374,8 @@ def encode_segment(path: Path, frames: np.ndarray, settings: EncoderSettings, fr
     On any failure the temporary file is removed and ``path`` is left as it was.
     """
     av = _av()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor, temporary = create_temporary(path)  # exclusive, random name; PyAV then writes that new file
+    os.close(descriptor)
     try:
         with av.open(str(temporary), "w", format=settings.codec.container) as container:
             stream = container.add_stream(settings.codec.encoder, rate=settings.fps, options=settings.av_options())

@@ -60,7 +60,9 @@ def open_store(
     storage = zarr_module().storage
     path = local_path(location)
     if path is not None:
-        store = storage.LocalStore(path, read_only=read_only)
+        from unibatch.storages._zarr_contained import ContainedLocalStore
+
+        store = ContainedLocalStore(path, read_only=read_only)
     else:
         store = storage.FsspecStore.from_url(location, storage_options=dict(storage_options or {}), read_only=read_only)
     if local_cache is None:

@@ -52,6 +52,7 @@ from unibatch.errors import (
     FormatVersionError,
     IndexOutOfRangeError,
     SpaceMismatchError,
+    UnsafePathError,
     UnsupportedOperationError,
     UnsupportedSpaceError,
 )
@@ -79,6 +80,7 @@ from unibatch.storages._hdf5_io import (
 )
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
 from unibatch.storages._registry import register_storage
+from unibatch.storages._safe_paths import temporary_name
 
 if TYPE_CHECKING:
     from unibatch._typing import Device
@@ -409,8 +411,7 @@ class HDF5Storage(SpaceStorage):
         if target.exists() and target.resolve() == self.cache_filename.resolve():
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temporary.unlink(missing_ok=True)
+        temporary = temporary_name(target)  # random; HDF5 creates it exclusively (O_EXCL: no symlink followed)
         foreign = self._group is not None
         layouts = _leaf_layouts(self._leaves, self.capacity, None, None, None) if foreign else self._layouts
         try:
@@ -472,14 +473,48 @@ def _dataset_path(group: str | None, leaf: Leaf) -> str:
 
 
 def _open_leaf_dataset(file: Any, name: str, path: Path) -> Any:
+    _refuse_external_links(file, name, path)
     node = file.get(name)
     if node is None or not isinstance(node, h5py_module().Dataset):
         raise SpaceMismatchError(f"{path} has no dataset {name!r}")
+    _refuse_other_files(node, name, path)
     cache_bytes = 0
     if node.id.get_create_plist().get_nfilters():
         cache_bytes = CACHED_CHUNKS * int(np.prod(node.chunks, dtype=np.int64)) * node.dtype.itemsize
     del node  # HDF5 shares an open dataset, chunk cache included: close it before opening it with its own
     return open_dataset(file, name, cache_bytes=cache_bytes)
+
+
+def _refuse_external_links(file: Any, name: str, path: Path) -> None:
+    """Refuse a dataset path that goes through an external link (to another file) at any of its groups."""
+    parts = [part for part in name.split("/") if part]
+    for depth in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:depth])
+        link = file.get(prefix, getlink=True)
+        if isinstance(link, h5py_module().ExternalLink):
+            raise UnsafePathError(
+                f"{path}: dataset {name!r} goes through an external link {prefix!r} to {link.filename!r}; "
+                "unibatch reads datasets stored in the file"
+            )
+        if link is None:
+            return
+
+
+def _refuse_other_files(dataset: Any, name: str, path: Path) -> None:
+    """Refuse a dataset whose bytes live in another file: an external link, external storage, a virtual dataset.
+
+    Each names a file path inside the HDF5 file (untrusted like any persisted state), which HDF5
+    would open, read-write for a writer, wherever it points.
+    """
+    elsewhere = None
+    if os.path.realpath(dataset.file.filename) != os.path.realpath(path):
+        elsewhere = f"an external link to {dataset.file.filename!r}"
+    elif dataset.external:
+        elsewhere = f"external storage in {[entry[0] for entry in dataset.external]}"
+    elif dataset.is_virtual:
+        elsewhere = f"a virtual dataset over {sorted({source.file_name for source in dataset.virtual_sources()})}"
+    if elsewhere is not None:
+        raise UnsafePathError(f"{path}: dataset {name!r} is {elsewhere}; unibatch reads datasets stored in the file")
 
 
 def _new_file(path: Path, leaves: list[Leaf], layouts: list[_LeafLayout], capacity: int | None, rows: int) -> Any:

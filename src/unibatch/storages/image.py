@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from typing_extensions import Self
@@ -50,6 +50,7 @@ from unibatch.storages._directories import new_directory
 from unibatch.storages._image_codec import CorruptImageError, ImageCodec, make_codec
 from unibatch.storages._leaves import host_index, leaf_table
 from unibatch.storages._registry import register_storage
+from unibatch.storages._safe_paths import create_temporary, refuse_symlink
 
 __all__ = ["CorruptImageError", "ImageStorage"]
 
@@ -104,6 +105,7 @@ class ImageStorage(SpaceStorage):
         self._known_shards: set[int] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._executor_pid: int | None = None
+        _refuse_linked_directories(self.cache_filename)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -282,22 +284,24 @@ class ImageStorage(SpaceStorage):
     def _write(self, slots: np.ndarray, frames: np.ndarray) -> None:
         """Encode every frame to ``tmp/`` in parallel, then rename them all into place."""
         rows, targets, numbers = self._codec.pil_view(frames), self._paths(slots), slots.tolist()
-        prefix = f"{self.cache_filename}/{TEMPORARY_DIRECTORY}/"
-        temporaries = [f"{prefix}{slot:09d}.{os.getpid()}.{self._codec.extension}" for slot in numbers]
+        directory = self.cache_filename / TEMPORARY_DIRECTORY
+        temporaries: list[str | None] = [None] * len(numbers)
 
         def encode(start: int, stop: int) -> None:
             for k in range(start, stop):
-                with open(temporaries[k], "wb") as handle:
+                descriptor, temporary = create_temporary(directory / f"{numbers[k]:09d}.{self._codec.extension}")
+                temporaries[k] = str(temporary)  # exclusive, random name: a planted symlink is never written through
+                with os.fdopen(descriptor, "wb") as handle:
                     self._codec.encode(rows[k], handle)
 
         self._make_shards(numbers)
         try:
             self._run_chunks(encode, slots.size)
         except BaseException:
-            self._unlink_paths(temporaries)
+            self._unlink_paths(path for path in temporaries if path is not None)
             raise
         for temporary, target in zip(temporaries, targets, strict=True):
-            os.replace(temporary, target)
+            os.replace(cast(str, temporary), target)
         self._pending.update(numbers)
 
     # ------------------------------------------------------------------ files
@@ -461,6 +465,14 @@ def _copy_shard(source: Path, target: Path, length: int) -> None:
             shutil.copyfile(source / name, target / name)
             _fsync_files([str(target / name)])
     fsync_directory(target)
+
+
+def _refuse_linked_directories(path: Path) -> None:
+    """The shard directories and ``tmp/`` are real directories: a symlink there would move writes and deletes out."""
+    with os.scandir(path) as entries:
+        linked = [e.path for e in entries if (e.name.isdigit() or e.name == TEMPORARY_DIRECTORY) and e.is_symlink()]
+    for entry in linked:
+        refuse_symlink(entry, source=path / SIDECAR)
 
 
 def _write_sidecar(

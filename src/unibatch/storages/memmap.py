@@ -45,6 +45,7 @@ from unibatch.storages._leaves import (
 )
 from unibatch.storages._packed import PackedRows
 from unibatch.storages._registry import register_storage
+from unibatch.storages._safe_paths import open_data_file, refuse_symlink
 
 SIDECAR = "memmap.json"
 FORMAT_VERSION = 2
@@ -90,8 +91,7 @@ class MemmapStorage(SpaceStorage):
         self._packed_rows: np.ndarray | None = None
         self._maps: list[np.memmap] = []  # the maps under _arrays (flushed by flush)
         for name, _, _, _ in self._files():
-            if not (self.cache_filename / name).exists():
-                raise FileNotFoundError(f"{self.cache_filename / name} is missing")
+            refuse_symlink(self.cache_filename / name)  # also opened with O_NOFOLLOW: never written through a link
         self.capacity = sidecar["capacity"]
         self._rows = int(sidecar["rows"])
         self._length = int(sidecar["length"]) if self.capacity is None else self.capacity
@@ -166,10 +166,10 @@ class MemmapStorage(SpaceStorage):
         """
         if self._arrays is None:
             mode: Any = "r" if not self.is_mutable else "r+"
-            mapped = {
-                name: np.memmap(self.cache_filename / name, dtype=dtype, mode=mode, shape=(self._rows, *shape))
-                for name, dtype, shape, _ in self._files()
-            }
+            mapped = {}
+            for name, dtype, shape, _ in self._files():
+                with open_data_file(self.cache_filename / name, writable=self.is_mutable) as handle:
+                    mapped[name] = np.memmap(handle, dtype=dtype, mode=mode, shape=(self._rows, *shape))
             packing = self._packing
             self._packed_rows = mapped[PACKED_FILE].view(np.ndarray) if packing is not None else None
             self._arrays = [
@@ -215,7 +215,7 @@ class MemmapStorage(SpaceStorage):
             rows = max(length, 2 * self._rows)
             self._arrays = None
             for name, _, _, row_bytes in self._files():
-                with open(self.cache_filename / name, "r+b") as handle:
+                with open_data_file(self.cache_filename / name, writable=True) as handle:
                     handle.truncate(rows * row_bytes)
             self._rows = rows
             _write_sidecar(self.cache_filename, self.capacity, rows, self._length, self._leaves, self._packing)

@@ -57,6 +57,12 @@ from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._directories import new_directory
 from unibatch.storages._leaves import host_index, leaf_table
 from unibatch.storages._registry import register_storage
+from unibatch.storages._safe_paths import (
+    create_temporary,
+    is_temporary,
+    resolve_all_inside,
+    temporary_name,
+)
 from unibatch.storages._video_codec import CorruptVideoError as CorruptVideoError
 from unibatch.storages._video_codec import (
     DecoderCache,
@@ -456,7 +462,7 @@ class VideoStorage(SpaceStorage):
         for entry in self.cache_filename.iterdir():
             name = entry.name
             orphan = name.startswith("seg-") and name not in self._committed_files
-            if orphan or (name.startswith(".") and name.endswith(".tmp")):
+            if orphan or is_temporary(name):
                 entry.unlink(missing_ok=True)
 
     def close(self) -> None:
@@ -518,6 +524,7 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
     well_formed = isinstance(entries, list) and all(isinstance(e, list) and len(e) == 4 for e in entries)
     if missing or not well_formed:
         raise FormatVersionError(f"{path / SIDECAR} is not a video storage index (missing {missing or 'segments'})")
+    resolve_all_inside(path, [entry[2] for entry in sidecar["segments"]], source=path / SIDECAR)
     return sidecar
 
 
@@ -552,12 +559,13 @@ def _unlink_all(directory: Path, names: Any) -> None:
 
 def _link_or_copy(source: Path, target: Path) -> None:
     """Put ``source`` at ``target`` atomically: a hard link (segment files never change) or a synced copy."""
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)
+    temporary = temporary_name(target)
     try:
-        os.link(source, temporary)
+        os.link(source, temporary)  # refuses an existing name, never follows a symlink there
     except OSError:
-        shutil.copyfile(source, temporary)
-        with open(temporary, "rb") as handle:
+        descriptor, temporary = create_temporary(target)
+        with os.fdopen(descriptor, "wb") as handle, open(source, "rb") as original:
+            shutil.copyfileobj(original, handle)
+            handle.flush()
             os.fsync(handle.fileno())
     os.replace(temporary, target)

@@ -55,6 +55,7 @@ from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
 from unibatch.storages._registry import register_storage
+from unibatch.storages._safe_paths import resolve_inside
 
 FORMAT_VERSION = 1
 ATTRIBUTE = "unibatch"
@@ -422,6 +423,9 @@ def _check_leaves(document: dict[str, Any], leaves: list[Leaf], location: str) -
 
 def _child_array(group: Any, leaf: Leaf, location: str) -> Any:
     name = stores.array_name(leaf)
+    local = stores.local_path(location)
+    if local is not None:  # the array's directory and its chunks' stay inside the group (also through symlinks)
+        resolve_inside(local, f"{name}/c", source=local / "zarr.json")
     try:
         return group[name]
     except KeyError:
