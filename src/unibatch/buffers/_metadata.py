@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from unibatch.errors import CorruptDataError
 from unibatch.storages._atomic import atomic_write_json, check_format_version, read_json
 
 METADATA_FILE = "metadata.json"
@@ -30,4 +31,19 @@ def read_metadata(directory: str | os.PathLike[str], expected_type: str | None =
     data = check_format_version(read_json(path), path, FORMAT_VERSION)
     if expected_type is not None and data.get("type") != expected_type:
         return None
+    return data
+
+
+def require_fields(data: dict[str, Any], where: object, fields: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
+    """``data`` when it holds every field of ``fields`` with a value of its JSON type.
+
+    Raises:
+        CorruptDataError: naming ``where``, the field, the expected type and what was found.
+    """
+    for name, kind in fields.items():
+        if name not in data:
+            raise CorruptDataError(f"{where} has no {name!r} field")
+        value = data[name]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise CorruptDataError(f"{where}: field {name!r} has the wrong type, got {value!r}")
     return data

@@ -51,6 +51,7 @@ from unibatch.backends import get_backend_or_none
 from unibatch.errors import FormatVersionError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space
 from unibatch.storages import _zarr_store as stores
+from unibatch.storages._atomic import check_format_version
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
@@ -405,12 +406,7 @@ def _read_document(group: Any, location: str) -> dict[str, Any]:
     document = group.attrs.asdict().get(ATTRIBUTE)
     if not isinstance(document, dict):
         raise FormatVersionError(f"{location} is a zarr group without unibatch metadata (attribute {ATTRIBUTE!r})")
-    version = document.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
-        raise FormatVersionError(
-            f"{location} has format_version {version!r}; this unibatch reads up to {FORMAT_VERSION}"
-        )
-    return document
+    return check_format_version(document, location, FORMAT_VERSION)
 
 
 def _check_leaves(document: dict[str, Any], leaves: list[Leaf], location: str) -> None:
