@@ -30,11 +30,11 @@ from typing_extensions import Self
 from unibatch.errors import CorruptDataError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, read_sidecar
-from unibatch.storages._integrity import check_file_sizes
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._directories import new_directory
 from unibatch.storages._host_rows import HostRows
+from unibatch.storages._integrity import check_file_sizes
 from unibatch.storages._leaves import (
     Leaf,
     assemble,
