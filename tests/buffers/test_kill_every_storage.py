@@ -130,6 +130,3 @@ def test_sigkill_of_a_writer_leaves_every_committed_row(zygote, tmp_path, name):
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_sigkill_soak(zygote, tmp_path, name):
     assert kill_rounds(zygote, name, tmp_path, kills=200, seed=7 + sum(map(ord, name))) == 200
-
-
-
