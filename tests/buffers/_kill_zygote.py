@@ -16,6 +16,7 @@ leaf (see :func:`encode`), so a torn or foreign row cannot go unnoticed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -246,10 +247,8 @@ def serve() -> None:
             print(pid, flush=True)
         elif command == "kill":
             pid = int(args[0])
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             _, status = os.waitpid(pid, 0)
             print(status, flush=True)
         else:

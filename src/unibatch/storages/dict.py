@@ -249,6 +249,13 @@ class DictStorage(SpaceStorage):
             space, *found, nested_separator=self._separator, file_names=[], owns_children=False, length=self._length
         )
 
+    def check_stored(self, slots: Any) -> list[str]:
+        return [
+            f"{route.key}: {problem}"
+            for route, child in zip(self._routes, self._children, strict=True)
+            for problem in child.check_stored(slots)
+        ]
+
     def clear(self) -> None:
         for child in self._children:
             child.clear()
