@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from unibatch.errors import CorruptDataError
+from unibatch.errors import CorruptDataError, UnibatchError
 from unibatch.storages._atomic import atomic_write_json, check_format_version, read_json
 
 METADATA_FILE = "metadata.json"
@@ -47,3 +49,20 @@ def require_fields(data: dict[str, Any], where: object, fields: dict[str, type |
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             raise CorruptDataError(f"{where}: field {name!r} has the wrong type, got {value!r}")
     return data
+
+
+@contextlib.contextmanager
+def persisted_state_of(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Opening a buffer from ``path``: a malformed field anywhere in its persisted state raises a typed error.
+
+    Persisted state is untrusted input. Fields are checked where they are parsed; a field of a
+    type no parser expected (a number where an object belongs...) surfaces as a builtin
+    ``KeyError``/``TypeError``/``ValueError``/``IndexError``, which becomes :class:`CorruptDataError`
+    here, naming the buffer. Typed errors pass unchanged.
+    """
+    try:
+        yield
+    except UnibatchError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise CorruptDataError(f"{path} holds malformed persisted state: {type(error).__name__}: {error}") from error

@@ -23,7 +23,13 @@ from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
 from unibatch.buffers import ring
-from unibatch.buffers._metadata import METADATA_FILE, read_metadata, require_fields, write_metadata
+from unibatch.buffers._metadata import (
+    METADATA_FILE,
+    persisted_state_of,
+    read_metadata,
+    require_fields,
+    write_metadata,
+)
 from unibatch.buffers._state import RingState, parse_capacity, parse_ring_state
 from unibatch.errors import CorruptDataError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space, batch_size_data, get_at, json_to_space, space_to_json
@@ -429,9 +435,10 @@ class ReplayBuffer(BatchBase):
             single_instance_space: reuse this space object (must equal the stored one).
             **storage_kwargs: forwarded to the storage's ``load_from``.
         """
-        return ReplayBuffer._open(
-            path, backend, device, read_only, multiprocessing, single_instance_space, storage_kwargs
-        )
+        with persisted_state_of(path):
+            return ReplayBuffer._open(
+                path, backend, device, read_only, multiprocessing, single_instance_space, storage_kwargs
+            )
 
     @staticmethod
     def _open(

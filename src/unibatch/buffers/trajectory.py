@@ -21,7 +21,13 @@ from unibatch.backends import ComputeBackend
 from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, index_length, is_single
-from unibatch.buffers._metadata import METADATA_FILE, read_metadata, require_fields, write_metadata
+from unibatch.buffers._metadata import (
+    METADATA_FILE,
+    persisted_state_of,
+    read_metadata,
+    require_fields,
+    write_metadata,
+)
 from unibatch.buffers._state import RingState
 from unibatch.buffers.episodes import EpisodeSlots
 from unibatch.buffers.replay_buffer import ReplayBuffer
@@ -468,7 +474,29 @@ class TrajectoryReplayBuffer(BatchBase):
         **storage_kwargs: Any,
     ) -> TrajectoryReplayBuffer:
         """Reopen a buffer written by :meth:`dumps` or :meth:`flush` (read-write by default, as in the reference)."""
-        root = Path(path)
+        with persisted_state_of(path):
+            return TrajectoryReplayBuffer._open(
+                Path(path),
+                backend,
+                device,
+                read_only,
+                multiprocessing,
+                (step_storage_kwargs, step_episode_id_storage_kwargs, episode_storage_kwargs),
+                storage_kwargs,
+            )
+
+    @staticmethod
+    def _open(
+        root: Path,
+        backend: ComputeBackend,
+        device: Device | None,
+        read_only: bool,
+        multiprocessing: bool,
+        part_kwargs: tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]],
+        storage_kwargs: Mapping[str, Any],
+    ) -> TrajectoryReplayBuffer:
+        """:meth:`load_from`; ``part_kwargs``: the storage kwargs of the step, episode-id and episode parts."""
+        step_storage_kwargs, step_episode_id_storage_kwargs, episode_storage_kwargs = part_kwargs
         metadata = read_metadata(root, BUFFER_TYPE)
         if metadata is None:
             raise FileNotFoundError(f"{root} holds no {BUFFER_TYPE} (metadata.json missing or of another type)")
