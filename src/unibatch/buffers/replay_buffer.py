@@ -38,7 +38,7 @@ from unibatch.storages import SpaceStorage, storage_class
 
 PathLike = str | os.PathLike[str]
 BUFFER_TYPE = "ReplayBuffer"
-REQUIRED_FIELDS = {
+REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "count": int,
     "offset": int,
     "capacity": (int, type(None)),
@@ -472,7 +472,8 @@ class ReplayBuffer(BatchBase):
             **storage_kwargs,
         )
         where = Path(path) / METADATA_FILE
-        count, offset = parse_ring_state(*(state or (metadata["count"], metadata["offset"])), storage.capacity, where)
+        raw_count, raw_offset = state if state is not None else (metadata["count"], metadata["offset"])
+        count, offset = parse_ring_state(raw_count, raw_offset, storage.capacity, where)
         if storage.capacity is None and len(storage) < count:
             storage.close()
             raise CorruptDataError(f"{where} counts {count} rows, but its storage holds only {len(storage)}")

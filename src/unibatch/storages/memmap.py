@@ -339,7 +339,7 @@ def _parse_sizes(sidecar: dict[str, Any], where: Path) -> tuple[int | None, int,
             capacity`` for a fixed capacity) does not hold.
     """
     capacity, rows, length = (sidecar.get(key) for key in ("capacity", "rows", "length"))
-    if not all(type(value) is int for value in (rows, length)) or not (capacity is None or type(capacity) is int):
+    if type(rows) is not int or type(length) is not int or not (capacity is None or type(capacity) is int):
         raise CorruptDataError(
             f"{where}: capacity, rows and length must be integers, got {capacity!r}, {rows!r}, {length!r}"
         )
