@@ -85,6 +85,7 @@ def test_layout_attributes_and_arrays(tmp_path):
         "compression": "zstd",
         "compression_level": 3,
         "initial_rows": 1024,
+        "empty_chunks_written": True,
     }
     assert [leaf["name"] for leaf in document["leaves"]] == ["action", "done", "note", "obs/image", "obs/state"]
     image = json.loads((tmp_path / "s" / "obs" / "image" / "zarr.json").read_text())

@@ -7,6 +7,8 @@ import multiprocessing
 import threading
 from typing import Any
 
+from unibatch.errors import CorruptDataError
+
 _UNLOCKED = contextlib.nullcontext()
 
 
@@ -61,3 +63,38 @@ class RingState:
         self.__dict__.update(state)
         if self.lock is None:
             self.lock = threading.RLock()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_capacity(capacity: Any, where: object) -> int | None:
+    """A persisted capacity: a positive integer, or None for a growable buffer.
+
+    Raises:
+        CorruptDataError: naming ``where`` and the value found.
+    """
+    if capacity is None or (_is_int(capacity) and capacity > 0):
+        return capacity
+    raise CorruptDataError(f"{where}: capacity must be a positive integer or null, got {capacity!r}")
+
+
+def parse_ring_state(count: Any, offset: Any, capacity: int | None, where: object) -> tuple[int, int]:
+    """A persisted ``(count, offset)`` that a ring of ``capacity`` can be in.
+
+    ``0 <= count <= capacity`` and ``0 <= offset < capacity`` (a commit of a full ring may keep
+    fewer rows than the capacity from a non-zero offset); a growable buffer has ``offset == 0``.
+    Both are integers (not bools, not floats).
+
+    Raises:
+        CorruptDataError: naming ``where``, the values found and the bounds.
+    """
+    if not _is_int(count) or not _is_int(offset):
+        raise CorruptDataError(f"{where}: count and offset must be integers, got {count!r} and {offset!r}")
+    if count < 0 or (capacity is not None and count > capacity):
+        raise CorruptDataError(f"{where}: count {count} is outside [0, {capacity}] (capacity {capacity})")
+    if not (offset == 0 if capacity is None else 0 <= offset < capacity):
+        bounds = "0 (a growable buffer)" if capacity is None else f"in [0, {capacity})"
+        raise CorruptDataError(f"{where}: offset {offset} is impossible, expected {bounds}")
+    return count, offset

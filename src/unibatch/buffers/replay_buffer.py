@@ -23,9 +23,15 @@ from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
 from unibatch.buffers import ring
-from unibatch.buffers._metadata import METADATA_FILE, read_metadata, write_metadata
-from unibatch.buffers._state import RingState
-from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
+from unibatch.buffers._metadata import (
+    METADATA_FILE,
+    persisted_state_of,
+    read_metadata,
+    require_fields,
+    write_metadata,
+)
+from unibatch.buffers._state import RingState, parse_capacity, parse_ring_state
+from unibatch.errors import CorruptDataError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space, batch_size_data, get_at, json_to_space, space_to_json
 from unibatch.spaces._exact import exact_batch_leaves, exact_leaves
 from unibatch.storages import SpaceStorage, storage_class
@@ -33,6 +39,14 @@ from unibatch.storages._safe_paths import resolve_inside
 
 PathLike = str | os.PathLike[str]
 BUFFER_TYPE = "ReplayBuffer"
+REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "count": int,
+    "offset": int,
+    "capacity": (int, type(None)),
+    "storage": dict,
+    "single_instance_space": dict,
+}
+"""The fields of ``metadata.json`` a load needs, with their JSON types (checked before any is used)."""
 SNAPSHOT_SUFFIX = ".1"
 """Memory-backed persistent buffers alternate their snapshots between ``storage`` and ``storage.1``."""
 COMMIT_RESERVE_FRACTION = 16
@@ -422,9 +436,10 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             single_instance_space: reuse this space object (must equal the stored one).
             **storage_kwargs: forwarded to the storage's ``load_from``.
         """
-        return ReplayBuffer._open(
-            path, backend, device, read_only, multiprocessing, single_instance_space, storage_kwargs
-        )
+        with persisted_state_of(path):
+            return ReplayBuffer._open(
+                path, backend, device, read_only, multiprocessing, single_instance_space, storage_kwargs
+            )
 
     @staticmethod
     def _open(
@@ -452,16 +467,19 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         storage = cls.load_from(
             resolve_inside(path, storage_info["path"], source=Path(path) / METADATA_FILE),
             space,
-            capacity=metadata["capacity"],
+            capacity=parse_capacity(metadata["capacity"], Path(path) / METADATA_FILE),
             read_only=read_only,
             multiprocessing=multiprocessing,
             **storage_kwargs,
         )
-        count, offset = state if state is not None else (int(metadata["count"]), int(metadata["offset"]))
+        where = Path(path) / METADATA_FILE
+        raw_count, raw_offset = state if state is not None else (metadata["count"], metadata["offset"])
+        count, offset = parse_ring_state(raw_count, raw_offset, storage.capacity, where)
+        if storage.capacity is None and len(storage) < count:
+            storage.close()
+            raise CorruptDataError(f"{where} counts {count} rows, but its storage holds only {len(storage)}")
         if storage.capacity is None and len(storage) != count and storage.is_mutable:
             storage._resize(count)  # rows past the committed count were never committed
-        if storage.capacity is None and len(storage) < count:
-            raise SpaceMismatchError(f"{path}: metadata counts {count} rows but the storage holds {len(storage)}")
         buffer = ReplayBuffer(storage, storage_info["path"], count, offset, path, multiprocessing)
         buffer.extra_metadata = dict(metadata.get("extra") or {})
         return buffer
@@ -509,4 +527,4 @@ def _require_metadata(path: PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} holds no buffer (metadata.json is missing)")
     if metadata.get("type") != BUFFER_TYPE:
         raise SpaceMismatchError(f"{path} holds a {metadata.get('type')!r}, not a {BUFFER_TYPE}")
-    return metadata
+    return require_fields(metadata, Path(path) / METADATA_FILE, REQUIRED_FIELDS)

@@ -21,11 +21,17 @@ from unibatch.backends import ComputeBackend
 from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, index_length, is_single
-from unibatch.buffers._metadata import METADATA_FILE, read_metadata, write_metadata
+from unibatch.buffers._metadata import (
+    METADATA_FILE,
+    persisted_state_of,
+    read_metadata,
+    require_fields,
+    write_metadata,
+)
 from unibatch.buffers._state import RingState
 from unibatch.buffers.episodes import EpisodeSlots
 from unibatch.buffers.replay_buffer import ReplayBuffer
-from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
+from unibatch.errors import CorruptDataError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import BoxSpace, DictSpace, Space, batch_size_data, batch_space, check_data, get_at
 from unibatch.storages import SpaceStorage
 from unibatch.storages._safe_paths import resolve_inside
@@ -480,12 +486,42 @@ class TrajectoryReplayBuffer(
         :class:`~unibatch.errors.SpaceMismatchError`). The ``*_storage_kwargs`` go to one part's
         storage each, on top of ``**storage_kwargs``.
         """
-        root = Path(path)
+        with persisted_state_of(path):
+            return TrajectoryReplayBuffer._open(
+                Path(path),
+                backend,
+                device,
+                read_only,
+                multiprocessing,
+                (step_data_single_instance_space, episode_data_single_instance_space),
+                (step_storage_kwargs, step_episode_id_storage_kwargs, episode_storage_kwargs),
+                storage_kwargs,
+            )
+
+    @staticmethod
+    def _open(
+        root: Path,
+        backend: ComputeBackend,
+        device: Device | None,
+        read_only: bool,
+        multiprocessing: bool,
+        spaces: tuple[Space | None, Space | None],
+        part_kwargs: tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]],
+        storage_kwargs: Mapping[str, Any],
+    ) -> TrajectoryReplayBuffer:
+        """:meth:`load_from` inside its error translation.
+
+        ``spaces`` are the given step and episode spaces; ``part_kwargs`` the storage kwargs of the step,
+        episode-id and episode parts.
+        """
+        step_data_single_instance_space, episode_data_single_instance_space = spaces
+        step_storage_kwargs, step_episode_id_storage_kwargs, episode_storage_kwargs = part_kwargs
         metadata = read_metadata(root, BUFFER_TYPE)
         if metadata is None:
             raise FileNotFoundError(f"{root} holds no {BUFFER_TYPE} (metadata.json missing or of another type)")
 
-        step_state = (int(metadata["steps"]["count"]), int(metadata["steps"]["offset"]))
+        where = root / METADATA_FILE
+        step_state = _ring_state(metadata, "steps", where)
 
         paths = metadata.get("storage_paths") or {}
 
@@ -507,12 +543,17 @@ class TrajectoryReplayBuffer(
         mapping = metadata.get("episode_id_to_index_map")
         episodes = None
         if mapping is not None:
-            episode_state = (int(metadata["episodes"]["count"]), int(metadata["episodes"]["offset"]))
-            episodes = load("episode_data", episode_storage_kwargs, episode_state, episode_data_single_instance_space)
-        table = {int(k): int(v) for k, v in (mapping or {}).items()}
-        buffer = TrajectoryReplayBuffer(
-            steps, ids, episodes, int(metadata["current_episode_id"]), table, multiprocessing, cache_path=root
-        )
+            episodes = load(
+                "episode_data",
+                episode_storage_kwargs,
+                _ring_state(metadata, "episodes", where),
+                episode_data_single_instance_space,
+            )
+        table = _episode_table(mapping, where)
+        current = require_fields(metadata, where, {"current_episode_id": int})["current_episode_id"]
+        if current < 0:
+            raise CorruptDataError(f"{where}: current_episode_id must be non-negative, got {current}")
+        buffer = TrajectoryReplayBuffer(steps, ids, episodes, current, table, multiprocessing, cache_path=root)
         buffer.extra_metadata = dict(metadata.get("extra") or {})
         return buffer
 
@@ -537,3 +578,26 @@ def _check_parts(steps: ReplayBuffer, ids: ReplayBuffer, episodes: ReplayBuffer 
             f"step data (capacity {steps.capacity}, {len(steps)} rows) and episode ids "
             f"(capacity {ids.capacity}, {len(ids)} rows) must match"
         )
+
+
+def _ring_state(metadata: dict[str, Any], part: str, where: Path) -> tuple[Any, Any]:
+    """The persisted ``(count, offset)`` of ``part`` (checked against the capacity by ``ReplayBuffer``)."""
+    state = metadata.get(part)
+    if not isinstance(state, dict):
+        raise CorruptDataError(f"{where}: {part} must be an object with count and offset, got {state!r}")
+    require_fields(state, f"{where} ({part})", {"count": int, "offset": int})
+    return state["count"], state["offset"]
+
+
+def _episode_table(mapping: Any, where: Path) -> dict[int, int]:
+    """``{episode id: slot}`` from its JSON form (string keys); ids and slots are non-negative integers."""
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, dict):
+        raise CorruptDataError(f"{where}: episode_id_to_index_map must be an object, got {mapping!r}")
+    table: dict[int, int] = {}
+    for key, slot in mapping.items():
+        if not (isinstance(key, str) and key.isdigit() and type(slot) is int and slot >= 0):
+            raise CorruptDataError(f"{where}: episode_id_to_index_map entry {key!r}: {slot!r} is not id: slot")
+        table[int(key)] = slot
+    return table

@@ -6,7 +6,8 @@ Checks, in order:
    ``format_version``, ``type``, ``count <= capacity``, ``0 <= offset < capacity``, registered
    storage names, storage files present, parts of a trajectory buffer with equal capacities;
 2. the buffer or dataset opens;
-3. every row, read in chunks of ``--chunk`` rows (one read per chunk, vectorised checks): the
+3. the stored pieces of every row that a read cannot tell from zeros (a lost Zarr chunk);
+   every row, read in chunks of ``--chunk`` rows (one read per chunk, vectorised checks): the
    structure, shapes and dtypes of the space, every value inside its bounds (NaN is outside),
    booleans stored as 0 or 1;
 4. episodes: a trajectory buffer's episode ids never decrease in logical order and never exceed
@@ -30,8 +31,9 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from unibatch.batches import BatchBase
-from unibatch.buffers import TrajectoryReplayBuffer
+from unibatch.buffers import ReplayBuffer, TrajectoryReplayBuffer
 from unibatch.buffers._metadata import FORMAT_VERSION, METADATA_FILE
+from unibatch.buffers.ring import physical_slots
 from unibatch.cli import positive_int
 from unibatch.cli._open import Episodes, Source, SourceOpenError, open_source, unibatch_buffer_type
 from unibatch.errors import UnibatchError, UnsafePathError
@@ -299,6 +301,10 @@ def _slot_names(batch: TrajectoryReplayBuffer) -> Callable[[int], str]:
 def check_part(part: BatchBase, prefix: str, describe: Callable[[int], str], report: Report, chunk: int) -> None:
     """Check every row of ``part`` against its space; one ``PROBLEM`` per key, naming its first bad row."""
     space, total = part.single_space, len(part)
+    if isinstance(part, ReplayBuffer):
+        slots = physical_slots(np.arange(total, dtype=np.int64), part.offset, part.capacity)
+        for problem in part.storage.check_stored(np.asarray(slots)):
+            report.add(prefix.rstrip("/") or "storage", problem)
     bad: dict[str, list[Any]] = {}  # key -> [rows outside, first row, detail]
     for start in range(0, total, chunk):
         stop = min(start + chunk, total)

@@ -43,7 +43,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 
 
 def check_format_version(data: Any, where: object, max_version: int) -> dict[str, Any]:
-    """``data`` when it is a JSON object with an integer ``format_version`` up to ``max_version``.
+    """``data`` when it is a JSON object with an integer ``format_version`` in ``[1, max_version]``.
 
     The one version check of every persisted document (sidecars, attributes, buffer metadata).
 
@@ -57,8 +57,10 @@ def check_format_version(data: Any, where: object, max_version: int) -> dict[str
     version = data.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise FormatVersionError(f"{where} has no integer format_version (got {version!r}; not written by unibatch?)")
-    if version > max_version:
-        raise FormatVersionError(f"{where} has format_version {version}; this unibatch reads up to {max_version}")
+    if version < 1 or version > max_version:
+        raise FormatVersionError(
+            f"{where} has format_version {version}; this unibatch reads versions 1 to {max_version}"
+        )
     return data
 
 

@@ -123,6 +123,14 @@ class SpaceStorage(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRN
     def _resize(self, length: int) -> None:
         raise UnsupportedOperationError(f"{type(self).__name__} cannot grow or shrink")
 
+    def check_stored(self, slots: Any) -> list[str]:
+        """Losses found without reading the rows at ``slots`` (``int64[N]`` physical rows), one line each.
+
+        For ``unibatch verify``: a format whose reads cannot tell a lost piece from stored zeros
+        (a deleted Zarr chunk) lists the lost pieces here. None by default.
+        """
+        return []
+
     # ------------------------------------------------------------------ data
     @abstractmethod
     def get(self, index: StorageIndex) -> BatchT:

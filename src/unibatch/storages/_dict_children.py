@@ -63,8 +63,14 @@ def parse_separator(separator: Any) -> str:
     return separator
 
 
-def check_children(space: DictSpace, routes: Sequence[Route], children: Sequence[SpaceStorage]) -> None:
-    """One child per route, of the route's space, all with the same capacity and length."""
+def check_children(
+    space: DictSpace, routes: Sequence[Route], children: Sequence[SpaceStorage], length: int | None = None
+) -> None:
+    """One child per route, of the route's space, all with the same capacity and length.
+
+    With ``length`` (a read-only reopen after a kill between the children's flushes), children
+    may hold more rows than ``length``; the rows past it are ignored.
+    """
     if not children or len(routes) != len(children):
         raise SpaceMismatchError(
             f"DictStorage needs one child per route, got {len(children)} children for {len(routes)} routes"
@@ -75,11 +81,34 @@ def check_children(space: DictSpace, routes: Sequence[Route], children: Sequence
             raise SpaceMismatchError(
                 f"DictStorage child {route.key!r} must hold {route.space!r}, got {child.single_instance_space!r}"
             )
-        if child.capacity != first.capacity or len(child) != len(first):
+        lengths_differ = len(child) != len(first) if length is None else len(child) < length
+        if child.capacity != first.capacity or lengths_differ:
             raise SpaceMismatchError(
                 f"DictStorage children must share capacity and length: {first_key!r} has capacity {first.capacity} "
                 f"and length {len(first)}, {route.key!r} has capacity {child.capacity} and length {len(child)}"
             )
+
+
+def align_lengths(children: Sequence[SpaceStorage]) -> int | None:
+    """Cut reopened children to the rows they all hold; the length to keep when some cannot be cut.
+
+    A composition commits as one unit: its children flush their rows first and only the owner's
+    metadata replace (a buffer's ``metadata.json``) makes them visible, so a writer killed between
+    two children's flushes leaves some children longer than others. The rows every child holds
+    include every committed row; the rows past them were never committed. Writable children are
+    cut to that length (as a growable buffer cuts rows past its count); read-only ones keep their
+    files, and the returned length hides the extra rows. Fixed-capacity children all hold
+    ``capacity`` rows.
+
+    Returns:
+        The common length when a read-only child is longer than it, else None.
+    """
+    length = min(len(child) for child in children)
+    longer = [child for child in children if len(child) > length]
+    for child in longer:
+        if child.is_mutable and child.capacity is None:
+            child._resize(length)
+    return length if any(len(child) > length for child in longer) else None
 
 
 def child_file_names(routes: Sequence[Route], classes: Sequence[type[SpaceStorage]]) -> list[str]:

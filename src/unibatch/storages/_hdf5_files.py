@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from unibatch._optional import require
-from unibatch.errors import UnsupportedOperationError
+from unibatch.errors import CorruptDataError, UnsupportedOperationError
 
 LIBVER = ("v110", "latest")
 """Oldest format with SWMR (HDF5 1.10), so files stay readable by HDF5 1.10 and later."""
@@ -62,7 +62,25 @@ def open_reader(path: Path, *, swmr: bool) -> Any:
     h5py = h5py_module()
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    return h5py.File(path, "r", swmr=swmr, locking=False if swmr else None)
+    return check_not_truncated(h5py.File(path, "r", swmr=swmr, locking=False if swmr else None), path)
+
+
+def check_not_truncated(file: Any, path: Path) -> Any:
+    """``file`` (open) when ``path`` is as long as the space HDF5 allocated in it, else closed and refused.
+
+    HDF5 checks this itself only when a file is opened without SWMR; a SWMR reader or writer of a
+    truncated file reads the missing bytes as zeros. The end of allocation (``H5Fget_filesize``
+    returns the larger of it and the end of file) is written by a flush after the data, so a
+    writer killed at any point never leaves a file shorter than it.
+
+    Raises:
+        CorruptDataError: naming the file, the bytes it needs and the bytes it has.
+    """
+    needed, actual = int(file.id.get_filesize()), os.stat(path).st_size
+    if actual < needed:
+        file.close()
+        raise CorruptDataError(f"{path} is truncated: its datasets need {needed} bytes, the file has {actual}")
+    return file
 
 
 class WriterLock:
@@ -118,7 +136,7 @@ def open_writer(path: Path) -> tuple[Any, WriterLock]:
                 raise
             _log.info("%s: clearing the write marks of a writer that did not close it (%s)", path, error)
             file_id = h5py.h5f.open(os.fsencode(path), flags, fapl=_writer_access(clear_marks=True))
-        return h5py.File(file_id), lock
+        return check_not_truncated(h5py.File(file_id), path), lock
     except BaseException:
         lock.release()
         raise

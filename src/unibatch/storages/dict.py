@@ -33,6 +33,7 @@ from unibatch.storages._composite import (
 from unibatch.storages._dict_children import (
     SIDECAR,
     KwargsMap,
+    align_lengths,
     check_children,
     check_kwarg_keys,
     child_file_names,
@@ -73,8 +74,9 @@ class DictStorage(SpaceStorage):
         directory: Path | None = None,
         file_names: Sequence[str] | None = None,
         owns_children: bool = True,
+        length: int | None = None,
     ) -> None:
-        check_children(require_dict(single_instance_space), routes, children)
+        check_children(require_dict(single_instance_space), routes, children, length)
         super().__init__(single_instance_space)
         self._routes = list(routes)
         self._children = list(children)
@@ -84,6 +86,7 @@ class DictStorage(SpaceStorage):
         self._separator = nested_separator
         self._owns_children = owns_children
         self.cache_filename = directory
+        self._length = length  # set when read-only children hold rows past the committed ones
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -175,8 +178,15 @@ class DictStorage(SpaceStorage):
             arguments = {**common, **child_kwargs(route.key, child_cls, kwargs, key_kwargs, type_kwargs)}
             children.append(child_cls.load_from(directory / name, route.space, **arguments))
             names.append(name)
+        length = align_lengths(children)  # a writer killed between two children's flushes
         return cls(
-            single_instance_space, routes, children, nested_separator=separator, directory=directory, file_names=names
+            single_instance_space,
+            routes,
+            children,
+            nested_separator=separator,
+            directory=directory,
+            file_names=names,
+            length=length,
         )
 
     # ------------------------------------------------------------------ capabilities and size
@@ -206,11 +216,12 @@ class DictStorage(SpaceStorage):
         return {route.key: child for route, child in zip(self._routes, self._children, strict=True)}
 
     def __len__(self) -> int:
-        return len(self._children[0])
+        return len(self._children[0]) if self._length is None else self._length
 
     def _resize(self, length: int) -> None:
         for child in self._children:
             child._resize(length)
+        self._length = None
 
     # ------------------------------------------------------------------ data
     def get(self, index: StorageIndex) -> Any:
@@ -234,7 +245,16 @@ class DictStorage(SpaceStorage):
         found = column_routes(self._routes, self._children, keys)
         if isinstance(found, SpaceStorage):
             return found
-        return DictStorage(space, *found, nested_separator=self._separator, file_names=[], owns_children=False)
+        return DictStorage(
+            space, *found, nested_separator=self._separator, file_names=[], owns_children=False, length=self._length
+        )
+
+    def check_stored(self, slots: Any) -> list[str]:
+        return [
+            f"{route.key}: {problem}"
+            for route, child in zip(self._routes, self._children, strict=True)
+            for problem in child.check_stored(slots)
+        ]
 
     def clear(self) -> None:
         for child in self._children:

@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 from typing_extensions import Self
 
-from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
+from unibatch.errors import CorruptDataError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._directories import new_directory
 from unibatch.storages._host_rows import HostRows
+from unibatch.storages._integrity import check_file_sizes
 from unibatch.storages._leaves import (
     Leaf,
     assemble,
@@ -87,14 +88,16 @@ class MemmapStorage(SpaceStorage):
         ]
         sidecar = _read_sidecar(self.cache_filename)
         _check_leaves(sidecar, self._leaves, self.cache_filename)
-        self._packing = PackedRows.from_json(sidecar["packed"], self._leaves) if sidecar.get("packed") else None
+        self._packing = _parse_packing(sidecar, self._leaves, self.cache_filename)
         self._packed_rows: np.ndarray | None = None
         self._maps: list[np.memmap] = []  # the maps under _arrays (flushed by flush)
         for name, _, _, _ in self._files():
             refuse_symlink(self.cache_filename / name)  # also opened with O_NOFOLLOW: never written through a link
-        self.capacity = sidecar["capacity"]
-        self._rows = int(sidecar["rows"])
-        self._length = int(sidecar["length"]) if self.capacity is None else self.capacity
+        self.capacity, self._rows, length = _parse_sizes(sidecar, self.cache_filename / SIDECAR)
+        check_file_sizes(
+            self.cache_filename, [(name, row_bytes) for name, _, _, row_bytes in self._files()], self._rows
+        )
+        self._length = length if self.capacity is None else self.capacity
         self._recorded = (self._rows, int(sidecar["length"]))  # what the sidecar on disk says
 
     # ------------------------------------------------------------------ construction
@@ -331,8 +334,52 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
     return read_sidecar(path / SIDECAR, "memmap", FORMAT_VERSION)
 
 
+def _parse_sizes(sidecar: dict[str, Any], where: Path) -> tuple[int | None, int, int]:
+    """``(capacity, rows, length)`` of the sidecar: rows allocated in the files, rows in use.
+
+    Raises:
+        CorruptDataError: a value is not an integer, or ``0 <= length <= rows`` (and ``rows ==
+            capacity`` for a fixed capacity) does not hold.
+    """
+    capacity, rows, length = (sidecar.get(key) for key in ("capacity", "rows", "length"))
+    if type(rows) is not int or type(length) is not int or not (capacity is None or type(capacity) is int):
+        raise CorruptDataError(
+            f"{where}: capacity, rows and length must be integers, got {capacity!r}, {rows!r}, {length!r}"
+        )
+    if not 0 <= length <= rows or (capacity is not None and (capacity <= 0 or rows != capacity)):
+        raise CorruptDataError(
+            f"{where}: impossible sizes capacity={capacity}, rows={rows}, length={length} "
+            "(expected 0 <= length <= rows, rows == capacity > 0 for a fixed capacity)"
+        )
+    return capacity, rows, length
+
+
+def _parse_packing(sidecar: dict[str, Any], leaves: list[Leaf], path: Path) -> PackedRows | None:
+    """The packed-row layout of the sidecar (None before format version 2), checked against the space."""
+    stored = sidecar.get("packed")
+    if not stored:
+        return None
+    try:
+        positions, offsets, itemsize = stored["leaves"], stored["offsets"], stored["itemsize"]
+        fields = sorted(zip(offsets, positions, strict=True))
+        end = 0
+        for offset, position in fields:
+            leaf = leaves[position] if type(position) is int and 0 <= position < len(leaves) else None
+            if leaf is None or leaf.is_text or type(offset) is not int or offset < end:
+                raise ValueError(f"leaf {position!r} at offset {offset!r}")
+            end = offset + leaf.row_bytes
+        if type(itemsize) is not int or end > itemsize or len(set(positions)) != len(positions):
+            raise ValueError(f"itemsize {itemsize!r}")
+        return PackedRows.from_json(stored, leaves)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CorruptDataError(f"{path / SIDECAR}: impossible packed layout {stored!r} ({error})") from error
+
+
 def _check_leaves(sidecar: dict[str, Any], leaves: list[Leaf], path: Path) -> None:
-    stored = [(leaf["name"], np.dtype(leaf["dtype"]).str, tuple(leaf["shape"])) for leaf in sidecar["leaves"]]
+    try:
+        stored = [(leaf["name"], np.dtype(leaf["dtype"]).str, tuple(leaf["shape"])) for leaf in sidecar["leaves"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise CorruptDataError(f"{path / SIDECAR}: malformed leaves entry ({error!r})") from error
     expected = [(leaf.name, leaf.numpy_dtype.str, leaf.shape) for leaf in leaves]
     if stored != expected:
         raise SpaceMismatchError(f"{path} stores leaves {stored}, but the space has {expected}")

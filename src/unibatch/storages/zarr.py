@@ -48,9 +48,10 @@ import numpy as np
 from typing_extensions import Self
 
 from unibatch.backends import get_backend_or_none
-from unibatch.errors import FormatVersionError, SpaceMismatchError, UnsupportedOperationError
+from unibatch.errors import CorruptDataError, FormatVersionError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space
 from unibatch.storages import _zarr_store as stores
+from unibatch.storages._atomic import check_format_version
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
@@ -60,6 +61,9 @@ from unibatch.storages._safe_paths import resolve_inside
 FORMAT_VERSION = 1
 ATTRIBUTE = "unibatch"
 DEFAULT_INITIAL_ROWS = 1024
+EMPTY_CHUNKS = "empty_chunks_written"
+"""Option recorded by storages whose arrays store every chunk written, zeros too, so a missing
+chunk inside the written rows is a lost chunk (``verify`` reports it), not rows of zeros."""
 COPY_BLOCK_BYTES = 64 << 20
 """``dumps`` to another location copies each leaf in blocks of about this many raw bytes."""
 
@@ -101,9 +105,8 @@ class ZarrStorage(SpaceStorage):
         group = _open_group(location, read_only, self._storage_options, local_cache)
         document = _read_document(group, location)
         _check_leaves(document, self._leaves, location)
-        self.capacity = document["capacity"]
+        self.capacity, self._recorded_length = _parse_sizes(document, location)
         self._options = document["options"]
-        self._recorded_length = int(document["length"])
         self._length = self._recorded_length
         self._rows = _check_arrays(self._attach(group), self._leaves, self.capacity, self._length, location)
 
@@ -155,6 +158,7 @@ class ZarrStorage(SpaceStorage):
             "compression": compression,
             "compression_level": compression_level,
             "initial_rows": initial_rows,
+            EMPTY_CHUNKS: True,
         }
         location = os.fspath(cache_path)
         rows = capacity if capacity is not None else initial_rows
@@ -323,6 +327,16 @@ class ZarrStorage(SpaceStorage):
                 copy[start : start + block] = source[start : min(start + block, rows)]
         _fsync_location(target)
 
+    def check_stored(self, slots: np.ndarray) -> list[str]:
+        """The chunks of ``slots`` lost from a local group (one line each); remote groups are not listed.
+
+        Only storages created with every chunk stored (:data:`EMPTY_CHUNKS`) are checked: in older
+        ones a chunk of zeros was never written.
+        """
+        if self._local_root is None or not self._options.get(EMPTY_CHUNKS) or not slots.size:
+            return []
+        return [f"chunk {key} is missing" for key in missing_chunks(self._open(), self._local_root, slots)]
+
     def close(self) -> None:
         self._group = None
         self._arrays = None
@@ -370,6 +384,7 @@ def _write_group(
             chunks=(options["chunk_rows"][leaf.name], *(max(size, 1) for size in leaf.shape)),
             dtype=str if leaf.is_text else leaf.numpy_dtype,
             compressors=codecs,
+            config={"write_empty_chunks": True},
         )
         for leaf in leaves
     ]
@@ -406,16 +421,44 @@ def _read_document(group: Any, location: str) -> dict[str, Any]:
     document = group.attrs.asdict().get(ATTRIBUTE)
     if not isinstance(document, dict):
         raise FormatVersionError(f"{location} is a zarr group without unibatch metadata (attribute {ATTRIBUTE!r})")
-    version = document.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
-        raise FormatVersionError(
-            f"{location} has format_version {version!r}; this unibatch reads up to {FORMAT_VERSION}"
+    return check_format_version(document, location, FORMAT_VERSION)
+
+
+def _parse_sizes(document: dict[str, Any], location: str) -> tuple[int | None, int]:
+    """``(capacity, length)`` of the ``unibatch`` attribute, with its options checked to be an object.
+
+    Raises:
+        CorruptDataError: a value of the wrong type, or a length outside ``[0, capacity]``.
+    """
+    capacity, length, options = document.get("capacity"), document.get("length"), document.get("options")
+    if not (capacity is None or (type(capacity) is int and capacity > 0)) or type(length) is not int:
+        raise CorruptDataError(f"{location}: capacity {capacity!r} and length {length!r} must be integers")
+    if length < 0 or (capacity is not None and length != capacity) or not isinstance(options, dict):
+        raise CorruptDataError(
+            f"{location}: impossible length {length} for capacity {capacity} (or options {options!r} not an object)"
         )
-    return document
+    return capacity, length
+
+
+def missing_chunks(arrays: list[Any], root: Any, slots: np.ndarray) -> list[str]:
+    """The chunk files of ``slots`` (physical rows) absent from the local group at ``root``."""
+    missing = []
+    for array in arrays:
+        rows_per_chunk = array.chunks[0]
+        for chunk in np.unique(slots // rows_per_chunk).tolist():
+            key = array.metadata.encode_chunk_key((chunk,) + (0,) * (array.ndim - 1))
+            if not (root / array.path / key).exists():
+                missing.append(
+                    f"{array.path}/{key} (rows {chunk * rows_per_chunk} to {(chunk + 1) * rows_per_chunk - 1})"
+                )
+    return missing
 
 
 def _check_leaves(document: dict[str, Any], leaves: list[Leaf], location: str) -> None:
-    stored = [(leaf["name"], np.dtype(leaf["dtype"]).str, tuple(leaf["shape"])) for leaf in document["leaves"]]
+    try:
+        stored = [(leaf["name"], np.dtype(leaf["dtype"]).str, tuple(leaf["shape"])) for leaf in document["leaves"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise CorruptDataError(f"{location}: malformed leaves entry ({error!r})") from error
     expected = [(leaf.name, leaf.numpy_dtype.str, leaf.shape) for leaf in leaves]
     if stored != expected:
         raise SpaceMismatchError(f"{location} stores leaves {stored}, but the space has {expected}")
@@ -427,9 +470,10 @@ def _child_array(group: Any, leaf: Leaf, location: str) -> Any:
     if local is not None:  # the array's directory and its chunks' stay inside the group (also through symlinks)
         resolve_inside(local, f"{name}/c", source=local / "zarr.json")
     try:
-        return group[name]
+        array = group[name]
     except KeyError:
         raise FileNotFoundError(f"{location} has no array {name!r} for leaf {leaf.name!r}") from None
+    return array.with_config({"write_empty_chunks": True})  # a chunk of zeros is stored, not deleted
 
 
 def _check_arrays(arrays: list[Any], leaves: list[Leaf], capacity: int | None, length: int, location: str) -> int:
