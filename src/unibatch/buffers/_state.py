@@ -15,19 +15,23 @@ class RingState:
 
     In shared mode both counters live in shared memory and one ``RLock`` guards them, so one
     writer and many readers in other processes see the same state. Views of a buffer (columns)
-    hold the same ``RingState`` and therefore follow every change.
+    hold the same ``RingState`` and therefore follow every change. :attr:`front` counts the rows
+    that ever left the front of the ring (the absolute number of logical row 0), shared alike.
     """
 
-    def __init__(self, count: int = 0, offset: int = 0, shared: bool = False, context: Any = None) -> None:
+    def __init__(
+        self, count: int = 0, offset: int = 0, shared: bool = False, context: Any = None, front: int = 0
+    ) -> None:
         self.shared = shared
         if shared:
             # Objects of the spawn context can be shared with fork, forkserver and spawn children alike.
             ctx = context or multiprocessing.get_context("spawn")
             self._count: Any = ctx.Value("q", count, lock=False)
             self._offset: Any = ctx.Value("q", offset, lock=False)
+            self._front: Any = ctx.Value("q", front, lock=False)
             self.lock: Any = ctx.RLock()
         else:
-            self._count, self._offset = count, offset
+            self._count, self._offset, self._front = count, offset, front
             self.lock = threading.RLock()
 
     @property
@@ -37,6 +41,17 @@ class RingState:
     @property
     def offset(self) -> int:
         return int(self._offset.value) if self.shared else self._offset
+
+    @property
+    def front(self) -> int:
+        return int(self._front.value) if self.shared else self._front
+
+    def advance_front(self, rows: int) -> None:
+        """``rows`` more rows left the front (callers hold :attr:`lock`)."""
+        if self.shared:
+            self._front.value += rows
+        else:
+            self._front += rows
 
     def publish(self, count: int, offset: int) -> None:
         """Set both counters (callers hold :attr:`lock`)."""
@@ -54,7 +69,13 @@ class RingState:
 
     def __getstate__(self) -> dict[str, Any]:
         if not self.shared:
-            return {"shared": False, "_count": self._count, "_offset": self._offset, "lock": None}
+            return {
+                "shared": False,
+                "_count": self._count,
+                "_offset": self._offset,
+                "_front": self._front,
+                "lock": None,
+            }
         return dict(self.__dict__)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
