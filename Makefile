@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test lint bench bench-distributed clean
+.PHONY: demo test soak lint bench bench-distributed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,12 @@ demo: $(VENV)/.installed-demo
 # private network namespace with nothing but loopback: no packet can leave the machine.
 # `unshare -r` maps the user to root inside a new user namespace, so this needs no privileges.
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q -m "not distributed"
+	$(PY) -m pytest -q -m "not distributed and not soak"
 	unshare -rn sh -c 'ip link set lo up && RAY_USAGE_STATS_ENABLED=0 exec $(PY) -m pytest -q -m distributed tests/distributed'
+
+# Long fault and concurrency runs (readers beside a writer for 60 s per read pattern, ...).
+soak: $(VENV)/.installed-test
+	$(PY) -m pytest -q -m soak
 
 lint: $(VENV)/.installed-lint
 	$(PY) -m ruff check src tests

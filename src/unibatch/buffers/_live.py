@@ -42,15 +42,16 @@ class CommitFront:
         descriptor = os.open(path, flags)
         try:
             if os.fstat(descriptor).st_size != SIZE:
-                raise CorruptDataError(f"{path}: expected {SIZE} bytes, found {os.fstat(descriptor).st_size}")
+                raise CorruptDataError(f"{path}: expected {SIZE} bytes, got {os.fstat(descriptor).st_size}")
             self._map = mmap.mmap(descriptor, SIZE, access=mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ)
         finally:
             os.close(descriptor)
         self._words = memoryview(self._map).cast("q")
         self.path = path
-        if self._words[0] != MAGIC:
+        magic = self._words[0]
+        if magic != MAGIC:
             self.close()
-            raise CorruptDataError(f"{path}: not a unibatch commit front (magic {self._words[0]:#x})")
+            raise CorruptDataError(f"{path}: not a unibatch commit front (magic {magic:#x}, expected {MAGIC:#x})")
 
     @classmethod
     def for_reader(cls, directory: str | os.PathLike[str]) -> CommitFront | None:
