@@ -5,6 +5,14 @@ oldest rows. With a ``cache_path`` the buffer is persistent: ``flush()`` (and ``
 own path) commits the rows written so far by replacing ``metadata.json`` atomically, and a
 writer killed at any point leaves a buffer that reopens with every committed row intact and no
 torn row: before the bytes of committed slots change, those slots leave the committed range.
+
+Readers beside a writer (README "Persistence and crashes"): a buffer opened read-only from a
+directory reads a snapshot of the commit it opened; :meth:`ReplayBuffer.refresh` takes the newest.
+Each commit records ``start``, the absolute number of its oldest row, and the writer mirrors it in
+``commits.live`` (``_live``) before any dropped slot changes, so a read checks afterwards, in one
+word, that none of its rows was overwritten while it ran. A public read whose rows were overtaken
+drops them from the snapshot, resolves its index again and retries (:data:`READ_ATTEMPTS` in all);
+then, and for indices made earlier (samplers, views), it raises ``RowsOverwrittenError``.
 """
 
 from __future__ import annotations

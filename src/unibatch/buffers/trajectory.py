@@ -4,6 +4,13 @@ Three ring buffers move in lockstep: ``step_data_buffer`` and ``step_episode_id_
 one row per step, ``episode_data_buffer`` one row per episode *slot*. An :class:`EpisodeSlots`
 table maps episode ids to slots; a slot is released once every step of its episode has been
 overwritten, and an episode's data may be set before its first step.
+
+A persistent buffer commits steps, episode table and episode-data state in one ``metadata.json``.
+A reader opened with ``read_only=True`` reads a snapshot of one commit (so its table agrees with
+its steps) until :meth:`TrajectoryReplayBuffer.refresh`, and checks each read against the steps'
+commit front as ``ReplayBuffer`` does (README "Persistence and crashes"); an episode-data slot is
+reused only after every step of its old episode left the committed range, and a read re-checks
+its steps after reading episode data.
 """
 
 from __future__ import annotations
