@@ -78,6 +78,9 @@ class MultiprocessingSampler(BatchSampler):
         doze_time: kept for compatibility with the reference signature; waiting processes
             block on their pipes (and the parent on the workers' sentinels) instead of polling.
         daemon: daemon flag of the workers (None: inherited).
+        timeout: seconds ``sample()`` (and every other read) waits while no worker sends a
+            result, then raises :class:`WorkerError` naming the silent workers (index and pid):
+            a stopped (SIGSTOP) or hung worker never blocks the parent forever. None waits forever.
     """
 
     is_mutable = False
@@ -90,6 +93,8 @@ class MultiprocessingSampler(BatchSampler):
         ctx: BaseContext | None = None,
         doze_time: float = 0.005,
         daemon: bool | None = None,
+        *,
+        timeout: float | None = 60.0,
     ) -> None:
         if n_workers <= 0 or n_buffers <= 0:
             raise SpaceMismatchError(f"n_workers and n_buffers must be positive, got {n_workers}, {n_buffers}")
@@ -98,6 +103,9 @@ class MultiprocessingSampler(BatchSampler):
         self.mp_ctx: Any = ctx if ctx is not None else multiprocessing.get_context()
         self.n_workers, self.n_buffers = int(n_workers), int(n_buffers)
         self.doze_time, self.daemon = float(doze_time), daemon
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be positive seconds or None, got {timeout!r}")
+        self.timeout = None if timeout is None else float(timeout)
         self.closed = False
         self.functions_to_close: list[Any] = []
         seed = sampler._seed
@@ -264,7 +272,19 @@ class MultiprocessingSampler(BatchSampler):
         """Wait for the next results (a dead worker raises instead) and file them by task."""
         self._start()
         readers = self._result_readers
-        ready = multiprocessing.connection.wait([*readers, *(worker.sentinel for worker in self._workers)])
+        ready = multiprocessing.connection.wait(
+            [*readers, *(worker.sentinel for worker in self._workers)], timeout=self.timeout
+        )
+        if not ready:
+            silent = [
+                f"worker {number} (pid {self._workers[number].pid})"
+                for number, waiting in enumerate(self._unreceived)
+                if waiting
+            ]
+            raise WorkerError(
+                f"{', '.join(silent) or 'no worker'} sent no result for {self.timeout} s "
+                "(stopped or hung?); the sampler cannot continue"
+            )
         received = False
         for number, reader in enumerate(readers):
             if reader in ready:  # a whole message, or end-of-file if the worker died
