@@ -47,7 +47,7 @@ class CommitFront:
         finally:
             os.close(descriptor)
         self._words = memoryview(self._map).cast("q")
-        self.path = path
+        self.path, self.writable = path, writable
         magic = self._words[0]
         if magic != MAGIC:
             self.close()
@@ -85,6 +85,10 @@ class CommitFront:
     def close(self) -> None:
         self._words.release()
         self._map.close()
+
+    def __reduce__(self) -> tuple[type[CommitFront], tuple[Path, bool]]:
+        """A buffer pickled to another process (``spawn`` workers) maps the same file there."""
+        return CommitFront, (self.path, self.writable)
 
 
 def _create(path: Path) -> None:
