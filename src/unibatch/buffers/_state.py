@@ -17,19 +17,23 @@ class RingState:
 
     In shared mode both counters live in shared memory and one ``RLock`` guards them, so one
     writer and many readers in other processes see the same state. Views of a buffer (columns)
-    hold the same ``RingState`` and therefore follow every change.
+    hold the same ``RingState`` and therefore follow every change. :attr:`front` counts the rows
+    that ever left the front of the ring (the absolute number of logical row 0), shared alike.
     """
 
-    def __init__(self, count: int = 0, offset: int = 0, shared: bool = False, context: Any = None) -> None:
+    def __init__(
+        self, count: int = 0, offset: int = 0, shared: bool = False, context: Any = None, front: int = 0
+    ) -> None:
         self.shared = shared
         if shared:
             # Objects of the spawn context can be shared with fork, forkserver and spawn children alike.
             ctx = context or multiprocessing.get_context("spawn")
             self._count: Any = ctx.Value("q", count, lock=False)
             self._offset: Any = ctx.Value("q", offset, lock=False)
+            self._front: Any = ctx.Value("q", front, lock=False)
             self.lock: Any = ctx.RLock()
         else:
-            self._count, self._offset = count, offset
+            self._count, self._offset, self._front = count, offset, front
             self.lock = threading.RLock()
 
     @property
@@ -39,6 +43,17 @@ class RingState:
     @property
     def offset(self) -> int:
         return int(self._offset.value) if self.shared else self._offset
+
+    @property
+    def front(self) -> int:
+        return int(self._front.value) if self.shared else self._front
+
+    def advance_front(self, rows: int) -> None:
+        """``rows`` more rows left the front (callers hold :attr:`lock`)."""
+        if self.shared:
+            self._front.value += rows
+        else:
+            self._front += rows
 
     def publish(self, count: int, offset: int) -> None:
         """Set both counters (callers hold :attr:`lock`)."""
@@ -56,7 +71,13 @@ class RingState:
 
     def __getstate__(self) -> dict[str, Any]:
         if not self.shared:
-            return {"shared": False, "_count": self._count, "_offset": self._offset, "lock": None}
+            return {
+                "shared": False,
+                "_count": self._count,
+                "_offset": self._offset,
+                "_front": self._front,
+                "lock": None,
+            }
         return dict(self.__dict__)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -78,6 +99,17 @@ def parse_capacity(capacity: Any, where: object) -> int | None:
     if capacity is None or (_is_int(capacity) and capacity > 0):
         return capacity
     raise CorruptDataError(f"{where}: capacity must be a positive integer or null, got {capacity!r}")
+
+
+def parse_start(start: Any, where: object) -> int:
+    """A persisted ``start`` (the absolute number of the oldest committed row): a non-negative integer.
+
+    Raises:
+        CorruptDataError: naming ``where`` and the value found.
+    """
+    if _is_int(start) and start >= 0:
+        return int(start)
+    raise CorruptDataError(f"{where}: start must be a non-negative integer, got {start!r}")
 
 
 def parse_ring_state(count: Any, offset: Any, capacity: int | None, where: object) -> tuple[int, int]:

@@ -5,6 +5,14 @@ oldest rows. With a ``cache_path`` the buffer is persistent: ``flush()`` (and ``
 own path) commits the rows written so far by replacing ``metadata.json`` atomically, and a
 writer killed at any point leaves a buffer that reopens with every committed row intact and no
 torn row: before the bytes of committed slots change, those slots leave the committed range.
+
+Readers beside a writer (README "Persistence and crashes"): a buffer opened read-only from a
+directory reads a snapshot of the commit it opened; :meth:`ReplayBuffer.refresh` takes the newest.
+Each commit records ``start``, the absolute number of its oldest row, and the writer mirrors it in
+``commits.live`` (``_live``) before any dropped slot changes, so a read checks afterwards, in one
+word, that none of its rows was overwritten while it ran. A public read whose rows were overtaken
+drops them from the snapshot, resolves its index again and retries (:data:`READ_ATTEMPTS` in all);
+then, and for indices made earlier (samplers, views), it raises ``RowsOverwrittenError``.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
 from unibatch.buffers import ring
+from unibatch.buffers._live import CommitFront
 from unibatch.buffers._metadata import (
     METADATA_FILE,
     persisted_state_of,
@@ -30,8 +39,8 @@ from unibatch.buffers._metadata import (
     require_fields,
     write_metadata,
 )
-from unibatch.buffers._state import RingState, parse_capacity, parse_ring_state
-from unibatch.errors import CorruptDataError, SpaceMismatchError, UnsupportedOperationError
+from unibatch.buffers._state import RingState, parse_capacity, parse_ring_state, parse_start
+from unibatch.errors import CorruptDataError, RowsOverwrittenError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space, batch_size_data, get_at, json_to_space, space_to_json
 from unibatch.spaces._exact import exact_batch_leaves, exact_leaves
 from unibatch.storages import SpaceStorage, storage_class
@@ -54,6 +63,8 @@ COMMIT_RESERVE_LIMIT = 4096
 """In a full persistent ring, a commit drops the rows about to be overwritten plus the next
 ``min(capacity // 16, 4096)`` from the committed range, so commits happen once per that many
 appends, not per append (a crash there loses at most that many of the oldest rows)."""
+READ_ATTEMPTS = 4
+"""A public read of a reader whose rows the writer overtook refreshes and tries again this many times in all."""
 
 
 class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType]):
@@ -86,7 +97,10 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         self._multiprocessing = multiprocessing
         self._state = RingState(count, offset, shared=multiprocessing and storage.is_mutable)
         self._committed = (count, offset)
-        self._commit_hook: Callable[[int, int], None] | None = None
+        self._committed_start = 0
+        self._commit_hook: Callable[[int, int, int], None] | None = None
+        self._live: CommitFront | None = None  # a persistent writer publishes its committed front here
+        self._follows: CommitFront | None = None  # a reader checks its reads against the writer's front
         self._columns: dict[tuple[str, ...], SpaceStorage] = {}
         self._is_view = False
         self._stale_snapshot: str | None = None
@@ -159,11 +173,104 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
     # ------------------------------------------------------------------ reads
     def _get(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Any, Metadata]:
         with self._state.locked():
-            return self.storage.get(self._physical(index)), None
+            data = self.storage.get(self._physical(index))
+            if self._follows is not None:
+                self._check_not_overtaken(index)
+            return data, None
 
     def _get_flattened(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Array, Metadata]:
         with self._state.locked():
-            return self.storage.get_flattened(self._physical(index)), None
+            data = self.storage.get_flattened(self._physical(index))
+            if self._follows is not None:
+                self._check_not_overtaken(index)
+            return data, None
+
+    def _check_not_overtaken(self, index: NormalizedIndex) -> None:
+        """After a reader's read: raise when the writer dropped any row read (see ``_live``)."""
+        follows, front = self._follows, self._state.front
+        if follows is None:
+            return
+        start = follows.start
+        if start > front:  # rows left the writer's committed range since the snapshot: which ones?
+            lowest = index if is_single(index) else int(np.min(self.backend.to_numpy(index)))
+            if front + lowest < start:
+                raise RowsOverwrittenError(
+                    f"{self._cache_path}: logical row {lowest} of this reader's snapshot (row {front + lowest} "
+                    f"of the ring) was dropped by the writer, whose oldest committed row is now {start}; "
+                    "refresh() and read again"
+                )
+
+    # ------------------------------------------------------------------ readers beside a writer
+    def refresh(self) -> int:
+        """Take the writer's newest commit as this reader's snapshot; returns the new length.
+
+        A buffer opened read-only from a directory reads the rows committed when it was opened
+        (or last refreshed): ``len()`` and indices refer to that snapshot, so a sampler's draws
+        stay valid. A writer (or a buffer in memory) always sees its own rows: a no-op there.
+        """
+        storage, directory = self.storage, self._cache_path
+        if directory is None or storage.is_mutable or not storage.is_persistent or self._commit_hook is not None:
+            return len(self)
+        count, offset, start = _ring_state(_require_metadata(directory), storage.capacity, directory)
+        self._follow(count, offset, start)
+        self._reopen_front(directory)
+        return count
+
+    def _catch_up(self) -> bool:
+        """Drop from a reader's snapshot the rows the writer dropped since (no file read).
+
+        The rows left, ``[front, end)`` of the snapshot, are still committed and intact. Returns
+        False when none are left (then only :meth:`refresh` finds rows).
+        """
+        follows, state = self._follows, self._state
+        if follows is None:
+            return False
+        dropped = follows.start - state.front
+        if dropped <= 0:
+            return True
+        if dropped >= state.count:
+            return False
+        capacity = self.storage.capacity
+        offset = (state.offset + dropped) % capacity if capacity is not None else state.offset
+        self._follow(state.count - dropped, offset, follows.start)
+        return True
+
+    def _follow(self, count: int, offset: int, start: int) -> None:
+        """Move a reader's snapshot to a committed ``(count, offset, start)``."""
+        storage = self.storage
+        if storage.capacity is None and len(storage) < count:
+            storage._resize(count)  # the writer grew the files before committing these rows
+        with self._state.locked():
+            self._state.publish(count, offset)
+            self._state.advance_front(start - self._state.front)
+
+    def _reopen_front(self, directory: Path) -> None:
+        previous, self._follows = self._follows, CommitFront.for_reader(directory)
+        if previous is not None:
+            previous.close()
+
+    def get_at(self, idx: Any) -> Any:
+        if self._follows is None:
+            return self._get(self._index(idx), False)[0]
+        return self._fresh(idx, self._get, False)[0]
+
+    def get_at_with_metadata(self, idx: Any) -> tuple[Any, Metadata]:
+        if self._follows is None:
+            return self._get(self._index(idx), True)
+        return self._fresh(idx, self._get, True)
+
+    def get_flattened_at(self, idx: Any) -> Any:
+        if self._follows is None:
+            return self._get_flattened(self._index(idx), False)[0]
+        return self._fresh(idx, self._get_flattened, False)[0]
+
+    def get_flattened_at_with_metadata(self, idx: Any) -> tuple[Any, Metadata]:
+        if self._follows is None:
+            return self._get_flattened(self._index(idx), True)
+        return self._fresh(idx, self._get_flattened, True)
+
+    def _fresh(self, idx: Any, read: Callable[[NormalizedIndex, bool], Any], with_metadata: bool) -> Any:
+        return read_refreshing(self, idx, read, with_metadata)
 
     def _read_key(self, key: Sequence[str | int], in_metadata: bool, index: NormalizedIndex) -> Any | None:
         if in_metadata or not self.storage.supports_columns:
@@ -173,7 +280,10 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         if column is None:
             column = self._columns[keys] = self.storage.get_column(list(keys))
         with self._state.locked():
-            return column.get(self._physical(index))
+            data = column.get(self._physical(index))
+            if self._follows is not None:
+                self._check_not_overtaken(index)
+            return data
 
     # ------------------------------------------------------------------ writes
     def _set(self, index: NormalizedIndex, value: Any) -> None:
@@ -233,6 +343,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         count, capacity = state.count, storage.capacity
         slot, kept_count, kept_offset, new_count, new_offset = ring.plan_append(count, state.offset, capacity)
         if kept_count < count:  # a full ring: its oldest row leaves before its slot changes
+            state.advance_front(count - kept_count)
             self._before_write(kept_count, kept_offset, ((slot, slot + 1),))
         if capacity is None:
             storage.extend_length(1)
@@ -243,6 +354,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         with self._state.locked():
             capacity = self.storage.capacity
             plan = ring.plan_write(self._state.count, self._state.offset, n, capacity)
+            self._state.advance_front(self._state.count - plan.kept_count)
             self._before_write(plan.kept_count, plan.kept_offset, plan.segments)
             if capacity is None:
                 self.storage.extend_length(n)
@@ -258,9 +370,12 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         """Drop overwritten rows from the published (and, if needed, the committed) state first.
 
         ``slots``: the physical ``[start, stop)`` ranges about to be written (the first two items
-        of each tuple: ring segments fit as they are).
+        of each tuple: ring segments fit as they are). Processes sharing the ring state read under
+        its lock, so they never see this intermediate state; only one process needs it published
+        (its lock-free ``len()`` would otherwise see the count shrink for the length of a write).
         """
-        self._state.publish(kept_count, kept_offset)
+        if not self._state.shared:
+            self._state.publish(kept_count, kept_offset)
         capacity = self.storage.capacity
         if self._cache_path is None or capacity is None or not self.storage.is_persistent:
             return  # nothing on disk changes in place (memory, snapshots, growth past the end)
@@ -273,7 +388,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         # Reserve ahead: also drop the next few rows, so a full ring commits once per that many appends.
         dropped = min(committed_count, needed + min(capacity // COMMIT_RESERVE_FRACTION, COMMIT_RESERVE_LIMIT))
         kept = committed_count - dropped
-        self._commit(kept, (committed_offset + dropped) % capacity if kept else 0)
+        self._commit(kept, (committed_offset + dropped) % capacity if kept else 0, self._committed_start + dropped)
 
     def _remove(self, index: NormalizedIndex) -> None:
         raise UnsupportedOperationError("ReplayBuffer does not support remove_at; use clear() or a new buffer")
@@ -282,10 +397,11 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         """Forget every row (decision 8: count and offset reset; old bytes become unreachable)."""
         self._check_writable("clear")
         with self._state.locked():
+            self._state.advance_front(self._state.count)  # every row leaves: readers see them dropped
             self._state.publish(0, 0)
-            self.storage.clear()
             if self._cache_path is not None:
-                self._commit(0, 0)
+                self._commit(0, 0, self._state.front)
+            self.storage.clear()
 
     # ------------------------------------------------------------------ columns
     def get_column(self, nested_keys: Sequence[str | int]) -> BatchBase:
@@ -295,30 +411,41 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             view = ReplayBuffer(column, f"{self._storage_path_relative}_column", 0, 0)
             view._is_view = True  # read-only: rows grow and change through this buffer
             view._state = self._state  # shares count and offset: follows later writes
+            view._follows = self._follows  # a reader's column reads are checked alike
             return view
         return super().get_column(nested_keys)
 
     # ------------------------------------------------------------------ persistence
-    def _metadata(self, count: int, offset: int) -> dict[str, Any]:
+    def _metadata(self, count: int, offset: int, start: int) -> dict[str, Any]:
         return {
             "type": BUFFER_TYPE,
             "count": count,
             "offset": offset,
+            "start": start,
             "capacity": self.storage.capacity,
             "storage": {"name": self.storage.registered_name, "path": self._storage_path_relative},
             "single_instance_space": space_to_json(self.single_space),
             "extra": self.extra_metadata,
         }
 
-    def _commit(self, count: int, offset: int) -> None:
-        """Record ``(count, offset)`` as the committed state (an owner may take over the writing)."""
+    def _commit(self, count: int, offset: int, start: int) -> None:
+        """Record ``(count, offset)`` as the committed state (an owner may take over the writing).
+
+        ``start``: the absolute number of the committed row 0. Readers of another process learn it
+        from the commit front before any dropped slot changes (see ``_live``).
+        """
         if self._cache_path is None:
             return
         if self._commit_hook is not None:
-            self._commit_hook(count, offset)
+            self._commit_hook(count, offset, start)
         else:
-            write_metadata(self._cache_path, self._metadata(count, offset))
+            if self._live is not None and start > self._committed_start:
+                self._live.publish(start)  # rows leave: readers learn it before the metadata says so
+            write_metadata(self._cache_path, self._metadata(count, offset, start))
+            if self._live is not None:
+                self._live.publish(start)
         self._committed = (count, offset)
+        self._committed_start = start
         self._drop_stale_snapshot()
 
     def _drop_stale_snapshot(self) -> None:
@@ -333,7 +460,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             return
         with self._state.locked():
             self._flush_storage()
-            self._commit(self._state.count, self._state.offset)
+            self._commit(self._state.count, self._state.offset, self._state.front)
 
     def _flush_storage(self) -> None:
         """Make the rows durable: in place for persistent storages, as a fresh snapshot otherwise.
@@ -367,7 +494,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
                 return
             target.mkdir(parents=True, exist_ok=True)
             self.storage.dumps(target / self._storage_path_relative)
-            write_metadata(target, self._metadata(self._state.count, self._state.offset))
+            write_metadata(target, self._metadata(self._state.count, self._state.offset, self._state.front))
 
     @staticmethod
     def create(
@@ -411,7 +538,8 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         )
         buffer = ReplayBuffer(storage, relative, 0, 0, cache_path, multiprocessing)
         buffer._flush_storage()
-        buffer._commit(0, 0)
+        buffer._start_publishing()
+        buffer._commit(0, 0, 0)
         return buffer
 
     @staticmethod
@@ -450,10 +578,13 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         multiprocessing: bool,
         single_instance_space: Space | None,
         storage_kwargs: dict[str, Any],
-        state: tuple[int, int] | None = None,
+        state: tuple[int, int, int] | None = None,
         storage_path: str | None = None,
     ) -> ReplayBuffer:
-        """:meth:`load_from`, optionally with the committed state and storage path kept by an owner."""
+        """:meth:`load_from`, optionally with the committed state and storage path kept by an owner.
+
+        ``state``: ``(count, offset, start)`` as the owner committed it.
+        """
         metadata = _require_metadata(path)
         space = json_to_space(metadata["single_instance_space"], backend, device)
         if single_instance_space is not None:
@@ -472,17 +603,33 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             multiprocessing=multiprocessing,
             **storage_kwargs,
         )
-        where = Path(path) / METADATA_FILE
-        raw_count, raw_offset = state if state is not None else (metadata["count"], metadata["offset"])
-        count, offset = parse_ring_state(raw_count, raw_offset, storage.capacity, where)
+        if state is None:
+            count, offset, start = _ring_state(metadata, storage.capacity, path)
+        else:
+            count, offset = parse_ring_state(state[0], state[1], storage.capacity, Path(path) / METADATA_FILE)
+            start = state[2]
         if storage.capacity is None and len(storage) < count:
             storage.close()
-            raise CorruptDataError(f"{where} counts {count} rows, but its storage holds only {len(storage)}")
+            raise CorruptDataError(
+                f"{Path(path) / METADATA_FILE} counts {count} rows, but its storage holds only {len(storage)}"
+            )
         if storage.capacity is None and len(storage) != count and storage.is_mutable:
             storage._resize(count)  # rows past the committed count were never committed
         buffer = ReplayBuffer(storage, storage_info["path"], count, offset, path, multiprocessing)
         buffer.extra_metadata = dict(metadata.get("extra") or {})
+        buffer._state.advance_front(start)
+        buffer._committed_start = start
+        if state is None and storage.is_persistent:  # an owner (trajectory) publishes and follows for its parts
+            if storage.is_mutable:
+                buffer._start_publishing()
+            else:
+                buffer._reopen_front(Path(path))
         return buffer
+
+    def _start_publishing(self) -> None:
+        """A persistent writer: map (or create) the commit front and publish the committed start."""
+        if self._cache_path is not None and self.storage.is_persistent and self._commit_hook is None:
+            self._live = CommitFront.for_writer(self._cache_path, self._committed_start)
 
     @staticmethod
     def is_loadable_from(path: PathLike) -> bool:
@@ -508,6 +655,10 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         """Close the storage (idempotent). Does not commit: call :meth:`flush` first to keep rows."""
         if not self._closed:
             self._closed = True
+            for front in (self._live, self._follows):
+                if front is not None:
+                    front.close()
+            self._live = self._follows = None
             self.storage.close()
 
     def __repr__(self) -> str:
@@ -519,6 +670,33 @@ def _remove_leftover(path: Path) -> None:
     if path.is_symlink():
         path.unlink()
     shutil.rmtree(path, ignore_errors=True)
+
+
+def read_refreshing(buffer: Any, idx: Any, read: Callable[[NormalizedIndex, bool], Any], with_metadata: bool) -> Any:
+    """A reader's public read: when the writer overtook the rows, catch up and resolve ``idx`` again.
+
+    ``buffer`` has ``_catch_up()`` (drop the rows the writer dropped from the snapshot) and
+    ``refresh()`` (take the newest commit, when nothing of the snapshot is left); ``read`` is one of
+    its primitives. Bounded by :data:`READ_ATTEMPTS`; an index that no longer fits the smaller
+    snapshot raises ``IndexOutOfRangeError`` (resolve "the newest row" as ``-1``, not ``len() - 1``).
+    """
+    attempt = 1
+    while True:
+        try:
+            return read(buffer._index(idx), with_metadata)
+        except RowsOverwrittenError as error:
+            if attempt >= READ_ATTEMPTS:
+                raise RowsOverwrittenError(f"the writer overtook this read {attempt} times: {error}") from error
+        attempt += 1
+        if not buffer._catch_up():
+            buffer.refresh()
+
+
+def _ring_state(metadata: dict[str, Any], capacity: int | None, directory: PathLike) -> tuple[int, int, int]:
+    """``(count, offset, start)`` of a buffer's metadata, checked (``start`` is 0 in buffers written before it)."""
+    where = Path(directory) / METADATA_FILE
+    count, offset = parse_ring_state(metadata.get("count"), metadata.get("offset"), capacity, where)
+    return count, offset, parse_start(metadata.get("start", 0), where)
 
 
 def _require_metadata(path: PathLike) -> dict[str, Any]:

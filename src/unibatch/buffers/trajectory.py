@@ -4,6 +4,13 @@ Three ring buffers move in lockstep: ``step_data_buffer`` and ``step_episode_id_
 one row per step, ``episode_data_buffer`` one row per episode *slot*. An :class:`EpisodeSlots`
 table maps episode ids to slots; a slot is released once every step of its episode has been
 overwritten, and an episode's data may be set before its first step.
+
+A persistent buffer commits steps, episode table and episode-data state in one ``metadata.json``.
+A reader opened with ``read_only=True`` reads a snapshot of one commit (so its table agrees with
+its steps) until :meth:`TrajectoryReplayBuffer.refresh`, and checks each read against the steps'
+commit front as ``ReplayBuffer`` does (README "Persistence and crashes"); an episode-data slot is
+reused only after every step of its old episode left the committed range, and a read re-checks
+its steps after reading episode data.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from unibatch.backends import ComputeBackend
 from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, index_length, is_single
+from unibatch.buffers._live import CommitFront
 from unibatch.buffers._metadata import (
     METADATA_FILE,
     persisted_state_of,
@@ -28,9 +36,9 @@ from unibatch.buffers._metadata import (
     require_fields,
     write_metadata,
 )
-from unibatch.buffers._state import RingState
+from unibatch.buffers._state import RingState, parse_start
 from unibatch.buffers.episodes import EpisodeSlots
-from unibatch.buffers.replay_buffer import ReplayBuffer
+from unibatch.buffers.replay_buffer import ReplayBuffer, read_refreshing
 from unibatch.errors import CorruptDataError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import BoxSpace, DictSpace, Space, batch_size_data, batch_space, check_data, get_at
 from unibatch.storages import SpaceStorage
@@ -93,6 +101,8 @@ class TrajectoryReplayBuffer(
                 self._slots.load_dict(dict(episode_id_to_index_map))
         self.extra_metadata: dict[str, Any] = {}
         """JSON values committed together with the steps (see ``ReplayBuffer.extra_metadata``)."""
+        self._live: CommitFront | None = None  # a persistent writer: the committed front of the steps
+        self._follows: CommitFront | None = None  # a reader: the writer's front, shared with the step parts
         # One commit point: the step parts move in lockstep and commit through this buffer's metadata.
         for part in (step_data_buffer, step_episode_id_buffer):
             part._commit_hook = self._commit_steps
@@ -160,11 +170,64 @@ class TrajectoryReplayBuffer(
             if self.episode_data_buffer is not None:
                 slots = self.episode_id_to_episode_data_index(int(ids) if is_single(index) else ids)
                 result["episode_data"] = self.episode_data_buffer._get(slots, False)[0]
+                if self._follows is not None:  # a slot is reused only once its steps left: check them again
+                    self.step_episode_id_buffer._check_not_overtaken(index)
         if not with_metadata:
             return result, None
         metadata = dict(step_metadata or {})
         metadata[EPISODE_IDS_KEY] = ids
         return result, metadata
+
+    def get_at(self, idx: Any) -> Any:
+        if self._follows is None:
+            return self._get(self._index(idx), False)[0]
+        return read_refreshing(self, idx, self._get, False)[0]
+
+    def get_at_with_metadata(self, idx: Any) -> tuple[Any, Metadata]:
+        if self._follows is None:
+            return self._get(self._index(idx), True)
+        return read_refreshing(self, idx, self._get, True)
+
+    def get_flattened_at(self, idx: Any) -> Any:
+        if self._follows is None:
+            return self._get_flattened(self._index(idx), False)[0]
+        return read_refreshing(self, idx, self._get_flattened, False)[0]
+
+    def get_flattened_at_with_metadata(self, idx: Any) -> tuple[Any, Metadata]:
+        if self._follows is None:
+            return self._get_flattened(self._index(idx), True)
+        return read_refreshing(self, idx, self._get_flattened, True)
+
+    def _catch_up(self) -> bool:
+        """Drop from a reader's snapshot the steps the writer dropped since (``ReplayBuffer._catch_up``)."""
+        return all([part._catch_up() for part in (self.step_data_buffer, self.step_episode_id_buffer)])
+
+    def refresh(self) -> int:
+        """Take the writer's newest commit as this reader's snapshot; returns the new length.
+
+        Steps, episode table and episode data come from one ``metadata.json``, so they agree (see
+        ``ReplayBuffer.refresh``). A no-op for the writer and for buffers in memory.
+        """
+        directory = self._cache_path
+        if directory is None or self.is_mutable or not self.step_data_buffer.storage.is_persistent:
+            return len(self)
+        metadata = read_metadata(directory, BUFFER_TYPE)
+        if metadata is None:
+            raise FileNotFoundError(f"{directory} holds no {BUFFER_TYPE} any more")
+        steps, episodes, table, current = _committed_state(metadata, directory)
+        with self._current.locked():
+            for part in (self.step_data_buffer, self.step_episode_id_buffer):
+                part._follow(*steps)
+            if self.episode_data_buffer is not None and self._slots is not None and episodes is not None:
+                self.episode_data_buffer._follow(*episodes)
+                self._slots.load_dict(table)
+            self._current.publish(current, 0)
+            follows, self._follows = self._follows, CommitFront.for_reader(directory)
+            if follows is not None:
+                follows.close()
+            for part in (self.step_data_buffer, self.step_episode_id_buffer):
+                part._follows = self._follows
+        return steps[0]
 
     def _read_key(self, key: Any, in_metadata: bool, index: NormalizedIndex) -> Any | None:
         keys = [key] if isinstance(key, (str, int)) else list(key)
@@ -206,10 +269,10 @@ class TrajectoryReplayBuffer(
             if episode_data is not None and self._slots is not None:  # fail before anything changes
                 self._slots.check_allocation(self.backend.to_numpy(ids), self._oldest_after(count))
             self._release_overwritten(count)
+            self.step_episode_id_buffer._extend(ids)  # released slots leave the committed steps first
+            self.step_data_buffer._extend(steps)
             if episode_data is not None:
                 self._write_episode_data(ids, episode_data)
-            self.step_episode_id_buffer._extend(ids)
-            self.step_data_buffer._extend(steps)
 
     def _split_batch(self, value: Any) -> tuple[Any, Any, Any]:
         step_space = self.step_data_buffer.single_space
@@ -337,12 +400,12 @@ class TrajectoryReplayBuffer(
             self._write_own_metadata()
 
     # ------------------------------------------------------------------ persistence
-    def _own_metadata(self, steps: tuple[int, int]) -> dict[str, Any]:
+    def _own_metadata(self, steps: tuple[int, int, int]) -> dict[str, Any]:
         episodes = self.episode_data_buffer
         return {
             "type": BUFFER_TYPE,
             "current_episode_id": self.current_episode_id,
-            "steps": {"count": steps[0], "offset": steps[1]},
+            "steps": {"count": steps[0], "offset": steps[1], "start": steps[2]},
             "episodes": None if episodes is None else {"count": episodes.count, "offset": episodes.offset},
             "storage_paths": {
                 name: part.storage_path_relative for name, part in zip(PARTS, self._parts(), strict=False)
@@ -353,19 +416,28 @@ class TrajectoryReplayBuffer(
             "extra": self.extra_metadata,
         }
 
-    def _commit_steps(self, count: int, offset: int) -> None:
-        """The one commit point of the step parts: both rings record the same committed state."""
-        self._write_own_metadata(steps=(count, offset))
+    def _commit_steps(self, count: int, offset: int, start: int) -> None:
+        """The one commit point of the step parts: both rings record the same committed state.
+
+        ``start`` (the absolute number of the committed step 0) reaches readers' commit front
+        before any dropped slot changes (``ReplayBuffer._commit``).
+        """
+        live = self._live
+        if live is not None and start > live.start:
+            live.publish(start)
+        self._write_own_metadata(steps=(count, offset, start))
+        if live is not None:
+            live.publish(start)
         for part in (self.step_data_buffer, self.step_episode_id_buffer):
             part._committed = (count, offset)
+            part._committed_start = start
             part._drop_stale_snapshot()
 
-    def _write_own_metadata(self, directory: Path | None = None, steps: tuple[int, int] | None = None) -> None:
+    def _write_own_metadata(self, directory: Path | None = None, steps: tuple[int, int, int] | None = None) -> None:
         directory = directory or self._cache_path
         if directory is not None:
-            state = (
-                steps if steps is not None else (len(self.step_episode_id_buffer), self.step_episode_id_buffer.offset)
-            )
+            ids = self.step_episode_id_buffer
+            state = steps if steps is not None else (len(ids), ids.offset, ids._state.front)
             write_metadata(directory, self._own_metadata(state))
 
     def flush(self) -> None:
@@ -378,7 +450,7 @@ class TrajectoryReplayBuffer(
             if self.episode_data_buffer is not None:
                 self.episode_data_buffer.flush()
             ids = self.step_episode_id_buffer
-            self._commit_steps(ids.count, ids.offset)
+            self._commit_steps(ids.count, ids.offset, ids._state.front)
 
     def dumps(self, path: PathLike) -> None:
         """Persist every part into ``path/<part>`` and the episode table into ``path/metadata.json``."""
@@ -458,7 +530,13 @@ class TrajectoryReplayBuffer(
             )
         buffer = TrajectoryReplayBuffer(steps, ids, episodes, 0, None, multiprocessing, cache_path=root)
         buffer._write_own_metadata()
+        buffer._start_publishing(0)
         return buffer
+
+    def _start_publishing(self, start: int) -> None:
+        """A persistent writer: map (or create) the commit front of the steps and publish ``start``."""
+        if self._cache_path is not None and self.step_data_buffer.storage.is_persistent:
+            self._live = CommitFront.for_writer(self._cache_path, start)
 
     @staticmethod
     def is_loadable_from(path: PathLike) -> bool:
@@ -520,13 +598,11 @@ class TrajectoryReplayBuffer(
         if metadata is None:
             raise FileNotFoundError(f"{root} holds no {BUFFER_TYPE} (metadata.json missing or of another type)")
 
-        where = root / METADATA_FILE
-        step_state = _ring_state(metadata, "steps", where)
-
+        step_state, episode_state, table, current = _committed_state(metadata, root)
         paths = metadata.get("storage_paths") or {}
 
         def load(
-            name: str, extra: Mapping[str, Any], state: tuple[int, int] | None, space: Space | None = None
+            name: str, extra: Mapping[str, Any], state: tuple[int, int, int] | None, space: Space | None = None
         ) -> ReplayBuffer:
             kwargs = {**storage_kwargs, **extra}
             source = root / METADATA_FILE
@@ -540,26 +616,53 @@ class TrajectoryReplayBuffer(
 
         steps = load("step_data", step_storage_kwargs, step_state, step_data_single_instance_space)
         ids = load("step_episode_ids", step_episode_id_storage_kwargs, step_state)
-        mapping = metadata.get("episode_id_to_index_map")
         episodes = None
-        if mapping is not None:
-            episodes = load(
-                "episode_data",
-                episode_storage_kwargs,
-                _ring_state(metadata, "episodes", where),
-                episode_data_single_instance_space,
-            )
-        table = _episode_table(mapping, where)
-        current = require_fields(metadata, where, {"current_episode_id": int})["current_episode_id"]
-        if current < 0:
-            raise CorruptDataError(f"{where}: current_episode_id must be non-negative, got {current}")
+        if episode_state is not None:
+            episodes = load("episode_data", episode_storage_kwargs, episode_state, episode_data_single_instance_space)
         buffer = TrajectoryReplayBuffer(steps, ids, episodes, current, table, multiprocessing, cache_path=root)
         buffer.extra_metadata = dict(metadata.get("extra") or {})
+        if steps.storage.is_persistent:
+            if buffer.is_mutable:
+                buffer._start_publishing(step_state[2])
+            else:
+                buffer._follows = CommitFront.for_reader(root)
+                for part in (steps, ids):
+                    part._follows = buffer._follows
         return buffer
 
     def close(self) -> None:
+        for front in (self._live, self._follows):
+            if front is not None:
+                front.close()
+        self._live = self._follows = None
         for part in self._parts():
+            part._follows = None  # the trajectory's front: closed above
             part.close()
+
+
+def _committed_state(
+    metadata: dict[str, Any], directory: Path
+) -> tuple[tuple[int, int, int], tuple[int, int, int] | None, dict[int, int], int]:
+    """Steps ``(count, offset, start)``, episodes ``(count, offset, 0)`` or None, episode table, current id.
+
+    Each is checked (integers of the right sign; ring states are checked against the capacities when the
+    parts open).
+
+    Raises:
+        CorruptDataError: naming ``metadata.json`` and the field.
+    """
+    where = directory / METADATA_FILE
+    step_count, step_offset = _ring_state(metadata, "steps", where)
+    step_state = (step_count, step_offset, parse_start(metadata["steps"].get("start", 0), f"{where} (steps)"))
+    mapping = metadata.get("episode_id_to_index_map")
+    episode_state = None
+    if mapping is not None:
+        episode_state = (*_ring_state(metadata, "episodes", where), 0)
+    table = _episode_table(mapping, where)
+    current = require_fields(metadata, where, {"current_episode_id": int})["current_episode_id"]
+    if current < 0:
+        raise CorruptDataError(f"{where}: current_episode_id must be non-negative, got {current}")
+    return step_state, episode_state, table, current
 
 
 def _check_parts(steps: ReplayBuffer, ids: ReplayBuffer, episodes: ReplayBuffer | None) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import json
 import mmap
+import os
 import shutil
 import sys
 import tempfile
@@ -37,6 +38,50 @@ ALIGNMENT = 64
 SHARED_MEMORY_ROOT = Path("/dev/shm")
 LAYOUT_FILE = "layout.json"
 _POPULATE = mmap.MAP_POPULATE if sys.platform == "linux" else 0
+
+
+SLOTS_PREFIX = "unibatch-slots-"
+"""Slot directories are named ``unibatch-slots-<owner pid>-<owner start time>-<random>``."""
+
+
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), 0 where unknown, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return int(fields[19])  # field 22 of proc(5), counted after the command name
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc here: only whether the pid is alive
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return 0
+
+
+def _owner_tag(pid: int) -> str:
+    return f"{pid}-{_start_time(pid) or 0}"
+
+
+def reclaim_stale_slot_directories(root: Path) -> list[Path]:
+    """Remove the slot directories in ``root`` whose owner process is gone; returns them.
+
+    The owner is the pid *and* start time in the name, so a pid reused by another process is not
+    mistaken for the owner. Directories of live owners, and names in another form, are left alone.
+    """
+    removed = []
+    for directory in root.glob(f"{SLOTS_PREFIX}*"):
+        parts = directory.name[len(SLOTS_PREFIX) :].split("-")
+        if len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()) or directory.is_symlink():
+            continue
+        started = _start_time(int(parts[0]))
+        if started is None or (started and int(parts[1]) and started != int(parts[1])):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -90,8 +135,9 @@ class SlotFiles:
     @classmethod
     def create(cls, count: int, layout: SlotLayout) -> SlotFiles:
         """A new directory with ``count`` slots and the layout file (in the parent)."""
-        root = SHARED_MEMORY_ROOT if SHARED_MEMORY_ROOT.is_dir() else None
-        directory = Path(tempfile.mkdtemp(prefix="unibatch-slots-", dir=root))
+        root = SHARED_MEMORY_ROOT if SHARED_MEMORY_ROOT.is_dir() else Path(tempfile.gettempdir())
+        reclaim_stale_slot_directories(root)
+        directory = Path(tempfile.mkdtemp(prefix=f"{SLOTS_PREFIX}{_owner_tag(os.getpid())}-", dir=root))
         (directory / LAYOUT_FILE).write_text(json.dumps(asdict(layout)))
         slots = cls(directory, 0, layout, owner=True)
         for _ in range(count):

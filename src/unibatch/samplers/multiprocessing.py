@@ -110,6 +110,9 @@ class MultiprocessingSampler(
         reuse_outputs: 0 (default): returned batches own their memory. ``N > 0``: a batch
             stays valid only until N further batches of its kind have been returned, then its
             shared memory is reused (no bookkeeping per batch, as ``StepSampler(reuse_outputs=N)``).
+        timeout: seconds ``sample()`` (and every other read) waits while no worker sends a
+            result, then raises :class:`WorkerError` naming the silent workers (index and pid):
+            a stopped (SIGSTOP) or hung worker never blocks the parent forever. None waits forever.
     """
 
     is_mutable = False
@@ -123,6 +126,8 @@ class MultiprocessingSampler(
         doze_time: float = 0.005,
         daemon: bool | None = None,
         reuse_outputs: int = 0,
+        *,
+        timeout: float | None = 60.0,
     ) -> None:
         if n_workers <= 0 or n_buffers <= 0:
             raise SpaceMismatchError(f"n_workers and n_buffers must be positive, got {n_workers}, {n_buffers}")
@@ -134,6 +139,9 @@ class MultiprocessingSampler(
         self.mp_ctx: Any = ctx if ctx is not None else multiprocessing.get_context()
         self.n_workers, self.n_buffers = int(n_workers), int(n_buffers)
         self.doze_time, self.daemon = float(doze_time), daemon
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be positive seconds or None, got {timeout!r}")
+        self.timeout = None if timeout is None else float(timeout)
         self.closed = False
         self.functions_to_close: list[Any] = []
         seed = sampler._seed
@@ -300,7 +308,19 @@ class MultiprocessingSampler(
         """Wait for the next results (a dead worker raises instead) and file them by task."""
         self._start()
         readers = self._result_readers
-        ready = multiprocessing.connection.wait([*readers, *(worker.sentinel for worker in self._workers)])
+        ready = multiprocessing.connection.wait(
+            [*readers, *(worker.sentinel for worker in self._workers)], timeout=self.timeout
+        )
+        if not ready:
+            silent = [
+                f"worker {number} (pid {self._workers[number].pid})"
+                for number, waiting in enumerate(self._unreceived)
+                if waiting
+            ]
+            raise WorkerError(
+                f"{', '.join(silent) or 'no worker'} sent no result for {self.timeout} s "
+                "(stopped or hung?); the sampler cannot continue"
+            )
         received = False
         for number, reader in enumerate(readers):
             if reader in ready:  # a whole message, or end-of-file if the worker died
