@@ -206,9 +206,7 @@ def open_source(path: str | Path) -> Source:
         PathNotRecognizedError: no format matches; the message lists what was looked for.
         SourceOpenError: a format matched but opening failed (corrupt, newer format, missing library).
     """
-    path = Path(path)
-    if not path.exists():
-        raise PathNotRecognizedError(f"{path} does not exist")
+    path = _existing(Path(path))
     kind = unibatch_buffer_type(path)
     if kind is not None:
         return _guarded(kind, path, partial(_open_unibatch, path, kind))
@@ -217,12 +215,67 @@ def open_source(path: str | Path) -> Source:
         functions = _importer(module, detector, opener)
         if functions is not None and _detect(path, functions[0], skipped):
             return _guarded(kind, path, partial(_from_dataset, path, kind, functions[1]))
+    inside = datasets_below(path)
+    if inside:
+        listed = "; ".join(f"{found} ({KIND_NAMES[kind]})" for found, kind in inside)
+        raise PathNotRecognizedError(
+            f"{path} is a folder of {len(inside)} dataset{'s' if len(inside) > 1 else ''}, not a dataset: {listed}. "
+            "Give one of them as PATH"
+        )
     if _is_parquet(path):
         return _guarded("parquet", path, partial(_open_foreign, path, "parquet"))
     if _is_hdf5(path):
         return _guarded("hdf5", path, partial(_open_foreign, path, "hdf5"))
     message = f"{path} is not a dataset unibatch can open; looked for " + "; ".join(LOOKED_FOR)
     raise PathNotRecognizedError(message + "".join(f" (not checked: {reason})" for reason in skipped))
+
+
+def _existing(path: Path) -> Path:
+    """``path``, or the directory a Minari dataset id or LeRobot repo id names (``lerobot/pusht``).
+
+    Raises:
+        PathNotRecognizedError: neither; the message says where the id was looked for and which
+            environment variables set those places.
+    """
+    from unibatch.integrations.dataset_ids import existing_path_or_id
+
+    try:
+        return existing_path_or_id(path)
+    except FileNotFoundError as error:
+        raise PathNotRecognizedError(str(error)) from error
+
+
+DATASET_SEARCH_LIMIT = 500
+"""Entries of a folder looked at (per level) when it is a folder of datasets rather than one."""
+
+
+def datasets_below(folder: Path, depth: int = 2) -> list[tuple[Path, str]]:
+    """``(path, kind)`` of the datasets one or two levels below ``folder`` (unibatch buffers, LeRobot, Minari).
+
+    For a folder that holds datasets (a download directory, a Minari namespace such as ``D4RL/door``)
+    rather than being one. A dataset's own sub-folders are not searched.
+    """
+    if depth == 0 or not folder.is_dir():
+        return []
+    found: list[tuple[Path, str]] = []
+    for entry in sorted(folder.iterdir())[:DATASET_SEARCH_LIMIT]:
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        kind = _dataset_kind(entry)
+        found.extend([(entry, kind)] if kind is not None else datasets_below(entry, depth - 1))
+    return found
+
+
+def _dataset_kind(path: Path) -> str | None:
+    """The kind of dataset directory ``path`` is (``"lerobot"``, ``"minari"``, a buffer type), or None."""
+    kind = unibatch_buffer_type(path)
+    if kind is not None:
+        return kind
+    for name, module, detector, opener, _ in IMPORTERS:
+        functions = _importer(module, detector, opener)
+        if functions is not None and path.is_dir() and _detect(path, functions[0], []):
+            return name
+    return None
 
 
 def _guarded(kind: str, path: Path, open_it: Callable[[], Source]) -> Source:

@@ -26,6 +26,7 @@ import numpy as np
 
 from unibatch._optional import require
 from unibatch.errors import FormatVersionError, UnibatchError
+from unibatch.integrations.dataset_ids import existing_path_or_id
 from unibatch.storages._safe_paths import check_relative
 
 INFO_FILE = Path("meta") / "info.json"
@@ -274,7 +275,7 @@ def read_lerobot_info(path: str | os.PathLike[str]) -> LeRobotInfo:
         FormatVersionError: an unsupported ``codebase_version``.
         LeRobotError: malformed metadata, or episodes that do not tile the rows ``0 .. total`` in order.
     """
-    root = Path(path)
+    root = existing_path_or_id(Path(path))
     info = read_info_json(root)
     features = parse_features(info["features"], root / INFO_FILE)
     video_keys = [name for name, feature in features.items() if feature.dtype == "video"]

@@ -50,6 +50,7 @@ from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
 from unibatch.errors import FormatVersionError, SpaceMismatchError, UnsupportedSpaceError
+from unibatch.integrations.dataset_ids import existing_path_or_id
 from unibatch.integrations.episodes import EpisodeDataset
 from unibatch.spaces import BinarySpace, BoxSpace, DictSpace, Space, TextSpace
 from unibatch.storages._base import PathLike
@@ -346,8 +347,7 @@ def _data_directory(path: Path) -> Path | None:
 
 
 def _require_data_directory(path: Path) -> Path:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
+    path = existing_path_or_id(path)
     directory = _data_directory(path)
     if directory is None:
         raise FileNotFoundError(
