@@ -256,6 +256,7 @@ def prepare(pattern: str, workdir: Path) -> Any:
         path = workdir / "trajectory"
         buffer = TrajectoryReplayBuffer.create(
             row_space(),
+            None,
             step_data_capacity=capacity,
             episode_data_instance_space=episode_space(),
             episode_data_capacity=capacity // EPISODE + 4,

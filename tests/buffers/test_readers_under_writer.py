@@ -247,6 +247,7 @@ def test_a_trajectory_reader_catches_up_and_refreshes(tmp_path):
     episode = DictSpace(NP, {"episode": BoxSpace(NP, 0, 2**50, "int64", shape=(4,))})
     writer = TrajectoryReplayBuffer.create(
         space(),
+        None,
         step_data_capacity=30,
         episode_data_instance_space=episode,
         episode_data_capacity=6,
