@@ -297,3 +297,41 @@ def test_a_shared_ring_never_shows_a_shorter_length_during_a_write():
     directory = Path(buffer.storage.cache_filename)
     buffer.close()
     shutil.rmtree(directory.parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize("kind", ["ring", "trajectory"])
+def test_a_writer_killed_inside_a_commit_leaves_one_view_for_every_opener(tmp_path, monkeypatch, kind):
+    """Killed while a full ring's commit drops rows: readers and a reopened writer see the same committed rows.
+
+    The commit front is published after ``metadata.json``; published before it, a kill in between left the
+    front ahead of the commit, and readers dropped rows the last completed commit kept (they were intact).
+    """
+    import unibatch.buffers.replay_buffer as replay_module
+    import unibatch.buffers.trajectory as trajectory_module
+
+    path = tmp_path / "rb"
+    if kind == "ring":
+        writer: Any = ReplayBuffer.create(None, space(), cache_path=path, capacity=16)
+    else:
+        writer = TrajectoryReplayBuffer.create(space(), None, step_data_capacity=16, cache_path=path)
+    writer.extend(rows(0, 16))
+    writer.flush()
+
+    class Killed(BaseException):
+        """Stands in for SIGKILL: nothing after it runs (no except Exception catches it)."""
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise Killed
+
+    monkeypatch.setattr(replay_module, "write_metadata", killed)
+    monkeypatch.setattr(trajectory_module, "write_metadata", killed)
+    with pytest.raises(Killed):
+        writer.append({key: value[0] for key, value in rows(16, 1).items()})
+    monkeypatch.undo()
+    opened = []
+    for read_only in (True, False, True):
+        cls = ReplayBuffer if kind == "ring" else TrajectoryReplayBuffer
+        with cls.load_from(path, backend=NP, read_only=read_only) as buffer:
+            data = buffer.get_at(slice(None))
+            opened.append(steps(data if kind == "ring" else data["step_data"]))
+    assert opened[0] == opened[1] == opened[2] == list(range(16)), opened

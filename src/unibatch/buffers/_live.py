@@ -10,6 +10,11 @@ reading returned bytes that were committed and not overwritten while it ran (DES
 
 * the writer never writes a slot of the committed range; a slot leaves it (``start`` moves past
   its row, here and in ``metadata.json``) before its bytes change;
+* the writer publishes ``start`` right *after* ``metadata.json`` records it (and before any
+  dropped slot changes), so the front is never ahead of the commit: a writer killed between the
+  two leaves a front behind ``metadata.json``, and every opener (read-only, read-write, ``verify``)
+  takes the same committed rows from ``metadata.json``. Published before the commit, a front left
+  ahead by a kill made readers drop rows that the last completed commit kept and that were intact;
 * ``start`` may move back at a flush (rows dropped ahead of time and never overwritten return
   to the range), but never back past a row whose slot was rewritten: the rows before the
   writer's published front are gone for good.

@@ -439,11 +439,9 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         if self._commit_hook is not None:
             self._commit_hook(count, offset, start)
         else:
-            if self._live is not None and start > self._committed_start:
-                self._live.publish(start)  # rows leave: readers learn it before the metadata says so
             write_metadata(self._cache_path, self._metadata(count, offset, start))
             if self._live is not None:
-                self._live.publish(start)
+                self._live.publish(start)  # after the commit, before any dropped slot changes (see ``_live``)
         self._committed = (count, offset)
         self._committed_start = start
         self._drop_stale_snapshot()

@@ -422,12 +422,9 @@ class TrajectoryReplayBuffer(
         ``start`` (the absolute number of the committed step 0) reaches readers' commit front
         before any dropped slot changes (``ReplayBuffer._commit``).
         """
-        live = self._live
-        if live is not None and start > live.start:
-            live.publish(start)
         self._write_own_metadata(steps=(count, offset, start))
-        if live is not None:
-            live.publish(start)
+        if self._live is not None:
+            self._live.publish(start)  # after the commit, before any dropped slot changes (see ``_live``)
         for part in (self.step_data_buffer, self.step_episode_id_buffer):
             part._committed = (count, offset)
             part._committed_start = start
