@@ -18,7 +18,7 @@ from unibatch.batches import FrameStackedBatch
 from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
 from unibatch.samplers import StepSampler
 
-pytestmark = [pytest.mark.distributed, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [pytest.mark.distributed]
 
 ray_api = pytest.importorskip("unibatch.integrations.ray")
 RemoteBuffer, RemoteSampler, ShardedRemoteBuffer = (

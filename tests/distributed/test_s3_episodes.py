@@ -14,7 +14,7 @@ from unibatch.errors import SpaceMismatchError
 from unibatch.spaces import BoxSpace, DictSpace
 from unibatch.storages import ZarrStorage
 
-pytestmark = [pytest.mark.distributed, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [pytest.mark.distributed]
 
 object_store = pytest.importorskip("unibatch.integrations.object_store")
 episode_pool = pytest.importorskip("unibatch.integrations.episode_pool")
