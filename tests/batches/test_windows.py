@@ -243,3 +243,32 @@ def test_views_pass_on_expensive_reads(backend):
     counting.requests.clear()
     FrameStackedBatch(views[0], prefetch_horizon=3).get_at([4, 5])
     assert counting.requests[0] == sorted(set(counting.requests[0]))  # distinct rows, once each
+
+
+def test_the_episode_mask_in_one_call_for_every_source_with_episode_ids(tmp_path) -> None:
+    """Trajectory buffers and imported datasets keep ids in metadata ``episode_ids``; plain dicts as data."""
+    from unibatch import NumpyComputeBackend as NP
+    from unibatch import TrajectoryReplayBuffer
+    from unibatch.integrations.episodes import EpisodeDataset
+
+    step = DictSpace(NP, {"x": BoxSpace(NP, 0, 100, "int64")})
+    buffer = TrajectoryReplayBuffer.create(step, None, step_data_capacity=10)
+    for length in (3, 4):
+        buffer.extend({"x": np.arange(length)})
+        buffer.mark_episode_end()
+    dataset = EpisodeDataset(InMemoryBatch.from_range(7), [3, 4])
+    with_ids_space = DictSpace(NP, {"x": BoxSpace(NP, 0, 100, "int64"), "episode_id": BoxSpace(NP, 0, 100, "int64")})
+    with_ids = InMemoryBatch(with_ids_space, {"x": np.arange(7), "episode_id": np.array([0, 0, 0, 1, 1, 1, 1])})
+    for source in (buffer, dataset, with_ids):
+        mask = FrameStackedBatch.get_valid_mask_function_for_episodes(source)
+        windows = FrameStackedBatch(source, prefetch_horizon=2, get_valid_mask_function=mask)
+        _, metadata = windows.get_at_with_metadata(np.array([3, 4, 6]))
+        assert to_numpy(metadata["slice_valid_mask"]).tolist() == [
+            [False, False, True],  # the first step of the second episode
+            [False, True, True],
+            [True, True, True],
+        ], type(source).__name__
+    assert FrameStackedBatch.get_valid_mask_function_for_episodes(buffer).is_in_metadata
+    assert not FrameStackedBatch.get_valid_mask_function_for_episodes(with_ids).is_in_metadata
+    with pytest.raises(SpaceMismatchError, match="carries no episode ids: looked for the metadata keys"):
+        FrameStackedBatch.get_valid_mask_function_for_episodes(InMemoryBatch.from_range(3))

@@ -16,6 +16,7 @@ from array_api_compat import array_namespace
 
 from unibatch._typing import Array
 from unibatch.errors import SpaceMismatchError
+from unibatch.spaces import DictSpace
 
 KeyPath = str | int | Sequence[str | int]
 
@@ -89,3 +90,35 @@ class EpisodeEndMask(ColumnMask):
         before = xp.cumulative_sum(ends, axis=1) - ends  # number of ends strictly before each frame
         centre = stacked.centre_position
         return before == before[:, centre : centre + 1]
+
+
+EPISODE_ID_KEYS = ("episode_ids", "episode_id")
+"""Where sources keep episode ids: ``episode_ids`` is the metadata key of a ``TrajectoryReplayBuffer`` and of
+the importers' datasets; ``episode_id`` is the reference page's default data key."""
+
+
+def episode_mask_for(batch: Any) -> EpisodeIdMask:
+    """The mask function that keeps a window inside its centre frame's episode, for the source ``batch``.
+
+    Looks where sources keep episode ids, metadata first: ``episode_ids`` in the metadata of a
+    ``TrajectoryReplayBuffer`` or an imported dataset (robomimic, LeRobot, Minari), then a data key
+    ``episode_ids`` or ``episode_id`` of a dict sample.
+
+    Raises:
+        SpaceMismatchError: ``batch`` has none of these; the message lists what was looked for.
+
+    >>> from unibatch.integrations.episodes import EpisodeDataset
+    >>> from unibatch.testing import InMemoryBatch
+    >>> episode_mask_for(EpisodeDataset(InMemoryBatch.from_range(5), [2, 3]))
+    EpisodeIdMask(key='episode_ids', is_in_metadata=True)
+    """
+    for space, in_metadata in ((batch.single_metadata_space, True), (batch.single_space, False)):
+        keys = space.keys() if isinstance(space, DictSpace) else ()
+        for key in EPISODE_ID_KEYS:
+            if key in keys:
+                return EpisodeIdMask(key, is_in_metadata=in_metadata)
+    raise SpaceMismatchError(
+        f"{type(batch).__name__} carries no episode ids: looked for the metadata keys {list(EPISODE_ID_KEYS)} and "
+        f"the data keys {list(EPISODE_ID_KEYS)}; pass get_valid_mask_function_with_episodeid_key(key, ...) or "
+        "get_valid_mask_function_with_episode_end_key(key, ...) for a source that marks episodes another way"
+    )

@@ -26,7 +26,7 @@ from unibatch.backends import get_backend, get_backend_or_none
 from unibatch.batches._base import BatchBase, Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
 from unibatch.batches._window_index import WindowIndex, fill_moves, fill_positions
-from unibatch.batches.masks import ColumnMask, EpisodeEndMask, EpisodeIdMask, KeyPath
+from unibatch.batches.masks import ColumnMask, EpisodeEndMask, EpisodeIdMask, KeyPath, episode_mask_for
 from unibatch.errors import SpaceMismatchError
 from unibatch.spaces import BinarySpace, DictSpace, Space, batch_space, flatten_data, get_at
 
@@ -278,6 +278,15 @@ class SliceStackedBatch(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, B
     ) -> EpisodeIdMask:
         """Frames are valid when ``data[episode_id_key]`` (or ``metadata[...]``) equals the centre frame's."""
         return EpisodeIdMask(episode_id_key, is_in_metadata)
+
+    @staticmethod
+    def get_valid_mask_function_for_episodes(batch: BatchBase) -> EpisodeIdMask:
+        """The episode mask for ``batch`` in one call: a ``TrajectoryReplayBuffer`` or an imported dataset.
+
+        Finds where ``batch`` keeps its episode ids (metadata ``episode_ids`` first; see
+        :func:`unibatch.batches.masks.episode_mask_for`), so windows never cross episodes.
+        """
+        return episode_mask_for(batch)
 
     @staticmethod
     def get_valid_mask_function_with_episode_end_key(

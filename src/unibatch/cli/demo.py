@@ -148,7 +148,7 @@ def sample(path: Path, backend: ComputeBackend, arguments: argparse.Namespace) -
     buffer = TrajectoryReplayBuffer.load_from(path, backend=backend_from_name("numpy"), read_only=True)
     reopened = time.perf_counter() - start
     source = buffer if backend.simplified_name == "numpy" else ToBackendOrDeviceBatch(buffer, backend)
-    mask = FrameStackedBatch.get_valid_mask_function_with_episodeid_key("episode_ids", is_in_metadata=True)
+    mask = FrameStackedBatch.get_valid_mask_function_for_episodes(source)
     windows = FrameStackedBatch(source, prefetch_horizon=arguments.frames - 1, get_valid_mask_function=mask)
     sampler = StepSampler(windows, arguments.batch_size, seed=arguments.seed)
     data, metadata = sampler.sample_with_metadata()  # warm-up (JAX compiles here)
