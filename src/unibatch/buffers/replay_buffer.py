@@ -44,6 +44,13 @@ appends, not per append (a crash there loses at most that many of the oldest row
 class ReplayBuffer(BatchBase):
     """Ring-buffer style batch storage built on top of a :class:`SpaceStorage`.
 
+    Writes never change a value silently: a cast that would (``300`` into ``uint8``) raises
+    :class:`~unibatch.errors.SpaceMismatchError` and writes nothing. Bounds are checked when
+    :attr:`check_bounds` is set (off by default, for speed)::
+
+        buffer = ReplayBuffer.create(None, space, capacity=1000)
+        buffer.check_bounds = True  # kept in metadata.json from the next commit (flush) on
+
     Args:
         storage: where rows live (physical slots).
         storage_path_relative: the storage's path inside ``cache_path``.
@@ -182,8 +189,8 @@ class ReplayBuffer(BatchBase):
         storage = self.storage
         extract = exact_leaves(self.single_space, storage.writes_host_leaves)
         leaves = extract(value) if extract is not None else None
-        if leaves is None:
-            super().append(value)  # validates, explains what is wrong, then calls _append
+        if leaves is None or self.check_bounds:
+            super().append(value)  # validates (values, bounds), explains what is wrong, then calls _append
             return
         self._check_writable("append")
         self._append_row(storage.set_leaves, leaves)
@@ -193,8 +200,8 @@ class ReplayBuffer(BatchBase):
         storage = self.storage
         extract = exact_batch_leaves(self.single_space, storage.writes_host_leaves)
         found = extract(value) if extract is not None else None
-        if found is None:
-            super().extend(value)  # validates, explains what is wrong, then calls _extend
+        if found is None or self.check_bounds:
+            super().extend(value)  # validates (values, bounds), explains what is wrong, then calls _extend
             return
         self._check_writable("extend")
         n, leaves = found
@@ -292,6 +299,7 @@ class ReplayBuffer(BatchBase):
             "capacity": self.storage.capacity,
             "storage": {"name": self.storage.registered_name, "path": self._storage_path_relative},
             "single_instance_space": space_to_json(self.single_space),
+            "check_bounds": self.check_bounds,
             "extra": self.extra_metadata,
         }
 
@@ -463,6 +471,7 @@ class ReplayBuffer(BatchBase):
             raise SpaceMismatchError(f"{path}: metadata counts {count} rows but the storage holds {len(storage)}")
         buffer = ReplayBuffer(storage, storage_info["path"], count, offset, path, multiprocessing)
         buffer.extra_metadata = dict(metadata.get("extra") or {})
+        buffer.check_bounds = metadata.get("check_bounds") is True
         return buffer
 
     @staticmethod

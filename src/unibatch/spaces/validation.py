@@ -1,9 +1,12 @@
 """Validation of values against a space before they are written (decision 11).
 
-Checks structure (keys), shape and dtype kind of every leaf without touching values on the
-device; range checks against ``low``/``high`` are opt-in (``bounds=True``) because they read
-all the data. Every failure is a :class:`~unibatch.errors.SpaceMismatchError` naming the key
-path, what was expected and what was got.
+Checks structure (keys), shape and dtype of every leaf. A dtype fits when NumPy's ``same_kind``
+rule allows the cast **and** the cast keeps every value written (:mod:`unibatch.spaces._casts`):
+only casts that can change a value (``uint16`` into ``uint8``, ``float64`` into ``float32``)
+read the data, exact and widening dtypes do not. Range checks against ``low``/``high`` are
+opt-in (``bounds=True``) because they read all the data. Every failure is a
+:class:`~unibatch.errors.SpaceMismatchError` naming the key path, what was expected and what
+was got.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from unibatch.errors import SpaceMismatchError
+from unibatch.spaces._casts import check_scalar, check_values, fits_exactly
 from unibatch.spaces._dtypes import fits, scalar_fits
 from unibatch.spaces._space import Space
 from unibatch.spaces._tree import text_of, walk
@@ -31,13 +35,16 @@ def check_data(space: Space, data: Any, *, batch_ndim: int = 0, bounds: bool = F
         space: the space of one (unbatched) value.
         data: the value, or a batch of values with ``batch_ndim`` leading axes shared by all leaves.
         batch_ndim: how many leading batch axes every leaf carries.
-        bounds: also check that values lie in ``[low, high]`` (reads the data).
+        bounds: also check that the values of every ``BoxSpace`` leaf lie in ``[low, high]``
+            (reads the data; NaN is always outside, ``inf`` unless that bound is infinite).
 
     Returns:
         The common batch shape (``()`` when ``batch_ndim == 0``).
 
     Raises:
-        SpaceMismatchError: naming the key path, the expected and the got structure, shape or dtype.
+        SpaceMismatchError: naming the key path, the expected and the got structure, shape or
+            dtype, or a value the cast to the leaf's dtype would change (``300`` into ``uint8``),
+            or (``bounds=True``) a value outside the bounds.
 
     >>> from unibatch import BoxSpace, NumpyComputeBackend as np_backend
     >>> check_data(BoxSpace(np_backend, 0, 1, "float32", shape=(2,)), np.zeros((5, 2)), batch_ndim=1)
@@ -78,6 +85,7 @@ def _check_leaf(leaf: Space, value: Any, batch_ndim: int, where: str, bounds: bo
     backend, expected = leaf.backend, leaf.shape
     if not backend.is_backendarray(value):
         if batch_ndim == 0 and expected == () and not isinstance(value, np.ndarray) and scalar_fits(value, leaf.dtype):
+            check_scalar(value, leaf.dtype, where)
             value = backend.asarray(value, dtype=leaf.dtype)
         else:
             raise SpaceMismatchError(
@@ -92,11 +100,38 @@ def _check_leaf(leaf: Space, value: Any, batch_ndim: int, where: str, bounds: bo
             f"{where}: expected dtype {backend.dtype_name(leaf.dtype)} (or one that casts to it), "
             f"got {backend.dtype_name(value.dtype)}"
         )
+    check_values(backend, value, leaf.dtype, where)
     if bounds and isinstance(leaf, BoxSpace):
-        low, high = leaf.abbreviated_bounds()
-        if not bool(backend.xp.all((value >= low) & (value <= high))):
-            raise SpaceMismatchError(f"{where}: values outside the bounds of {leaf!r}")
+        check_bounds(leaf, value, where)
     return shape[:batch_ndim]
+
+
+def check_bounds(leaf: BoxSpace, value: Any, where: str) -> None:
+    """Raise unless every element of ``value`` (an array of ``leaf``'s backend) lies in ``[low, high]``.
+
+    ``value`` has the leaf's shape behind any number of batch axes. NaN is outside any bounds;
+    ``inf`` is outside unless that bound is itself infinite (as in :meth:`BoxSpace.contains`).
+
+    Raises:
+        SpaceMismatchError: naming ``where``, the first value outside, its position and its bounds.
+    """
+    backend = leaf.backend
+    low, high = leaf.abbreviated_bounds()
+    if bool(backend.xp.all((value >= low) & (value <= high))):
+        return
+    host = backend.to_numpy(value)
+    host_low, host_high = leaf.host_bounds()
+    with np.errstate(invalid="ignore"):
+        outside = np.argwhere(~((host >= host_low) & (host <= host_high)))
+    at = tuple(int(i) for i in outside[0])
+    element = at[len(at) - len(leaf.shape) :] if leaf.shape else ()
+    lo = np.broadcast_to(host_low, leaf.shape)[element].item()
+    hi = np.broadcast_to(host_high, leaf.shape)[element].item()
+    position = f" at {list(at)}" if at else ""
+    raise SpaceMismatchError(
+        f"{where}: expected values within [{lo}, {hi}], got {host[at].item()!r}{position}, outside the bounds "
+        f"of {leaf!r} ({len(outside)} such value{'s' * (len(outside) != 1)})"
+    )
 
 
 def _shape_text(shape: tuple[int, ...], batch_ndim: int) -> str:
@@ -156,8 +191,8 @@ def _fast_check(space: Space, data: Any, batch_ndim: int) -> tuple[int, ...] | N
             value_shape = tuple(value.shape)
             if len(value_shape) != batch_ndim + len(shape) or value_shape[batch_ndim:] != shape:
                 return None
-            if not fits(value.dtype, dtype):
-                return None
+            if not fits_exactly(value.dtype, dtype):
+                return None  # a cast that may change values: the detailed check reads them
             lead = value_shape[:batch_ndim]
             if batch is None:
                 batch = lead
