@@ -206,6 +206,8 @@ def test_check_bounds_refuses_values_outside_before_writing(backend, kind, tmp_p
     assert_refused(buffer, lambda: buffer.append_flattened(backend.from_numpy(flat[2].copy())), "state", "bounds")
     assert_refused(buffer, lambda: buffer.extend_flattened(backend.from_numpy(flat)), "state", "bounds")
     assert_refused(buffer, lambda: buffer.set_flattened_at(slice(0, 3), backend.from_numpy(flat)), "state")
+    good = on(backend, row(numpy_rows(1, 40), 0))
+    assert_refused(buffer, lambda: buffer.append({**good, "reward": float("nan")}), "reward", "nan")  # scalar leaf
     # Values inside the bounds still take every path; an infinite bound admits inf (as BoxSpace.contains).
     inside = numpy_rows(3, 20)
     inside["reward"][0] = np.inf

@@ -28,6 +28,7 @@ from unibatch.buffers._state import RingState
 from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space, batch_size_data, get_at, json_to_space, space_to_json
 from unibatch.spaces._exact import exact_batch_leaves, exact_leaves
+from unibatch.spaces.validation import check_leaf_bounds
 from unibatch.storages import SpaceStorage, storage_class
 
 PathLike = str | os.PathLike[str]
@@ -189,10 +190,12 @@ class ReplayBuffer(BatchBase):
         storage = self.storage
         extract = exact_leaves(self.single_space, storage.writes_host_leaves)
         leaves = extract(value) if extract is not None else None
-        if leaves is None or self.check_bounds:
-            super().append(value)  # validates (values, bounds), explains what is wrong, then calls _append
+        if leaves is None:
+            super().append(value)  # validates, explains what is wrong, then calls _append
             return
         self._check_writable("append")
+        if self.check_bounds:
+            check_leaf_bounds(self.single_space, leaves)
         self._append_row(storage.set_leaves, leaves)
 
     def extend(self, value: Any) -> None:
@@ -200,11 +203,13 @@ class ReplayBuffer(BatchBase):
         storage = self.storage
         extract = exact_batch_leaves(self.single_space, storage.writes_host_leaves)
         found = extract(value) if extract is not None else None
-        if found is None or self.check_bounds:
-            super().extend(value)  # validates (values, bounds), explains what is wrong, then calls _extend
+        if found is None:
+            super().extend(value)  # validates, explains what is wrong, then calls _extend
             return
         self._check_writable("extend")
         n, leaves = found
+        if self.check_bounds:
+            check_leaf_bounds(self.single_space, leaves)
         if n:
             self._write(leaves, n, storage.set_leaves, lambda part: tuple(leaf[part] for leaf in leaves))
 

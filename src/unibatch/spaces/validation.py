@@ -21,7 +21,7 @@ from unibatch.errors import SpaceMismatchError
 from unibatch.spaces._casts import check_scalar, check_values, fits_exactly
 from unibatch.spaces._dtypes import fits, scalar_fits
 from unibatch.spaces._space import Space
-from unibatch.spaces._tree import text_of, walk
+from unibatch.spaces._tree import leaves, text_of, walk
 from unibatch.spaces.binary import BinarySpace
 from unibatch.spaces.box import BoxSpace
 from unibatch.spaces.dict import DictSpace
@@ -117,9 +117,59 @@ def check_bounds(leaf: BoxSpace, value: Any, where: str) -> None:
     """
     backend = leaf.backend
     low, high = leaf.abbreviated_bounds()
-    if bool(backend.xp.all((value >= low) & (value <= high))):
-        return
-    host = backend.to_numpy(value)
+    if not bool(backend.xp.all((value >= low) & (value <= high))):
+        _raise_outside(leaf, backend.to_numpy(value), where)
+
+
+def check_leaf_bounds(space: Space, leaves: tuple[Any, ...]) -> None:
+    """:func:`check_bounds` of the leaves an exact extractor gave (flat order; see ``spaces._exact``).
+
+    Leaves are backend or NumPy arrays (with any batch axes) or scalars. Only leaves whose
+    bounds can exclude a value are read: floating leaves (NaN is always outside) and integer
+    leaves whose bounds are narrower than their dtype.
+    """
+    for position, path, leaf, low, high in _bounded_leaves(space):
+        value = leaves[position]
+        if isinstance(value, np.ndarray):
+            inside = bool(((value >= low) & (value <= high)).all())
+        elif leaf.backend.is_backendarray(value):
+            backend_low, backend_high = leaf.abbreviated_bounds()
+            inside = bool(leaf.backend.xp.all((value >= backend_low) & (value <= backend_high)))
+        else:
+            inside = bool(low <= value <= high)
+        if not inside:
+            _raise_outside(
+                leaf,
+                np.asarray(leaf.backend.to_numpy(value) if leaf.backend.is_backendarray(value) else value),
+                path or "value",
+            )
+
+
+def _bounded_leaves(space: Space) -> list[tuple[int, str, BoxSpace, np.ndarray, np.ndarray]]:
+    """``(position, key path, leaf, host low, host high)`` of the leaves whose bounds can exclude a value (cached)."""
+    cached = space.__dict__.get("_bounded_leaves")
+    if cached is not None and cached[0] == Space.structure_version:
+        result: list[tuple[int, str, BoxSpace, np.ndarray, np.ndarray]] = cached[1]
+        return result
+    result = []
+    for position, (path, leaf) in enumerate(leaves(space)):
+        if not isinstance(leaf, BoxSpace):
+            continue
+        low, high = leaf.host_bounds()
+        kind = np.dtype(leaf.backend.numpy_dtype(leaf.dtype)).kind
+        if kind in "iu":
+            info = np.iinfo(leaf.backend.numpy_dtype(leaf.dtype))
+            if np.all(low <= info.min) and np.all(high >= info.max):
+                continue  # every value of the dtype is inside
+        elif kind != "f":
+            continue
+        result.append((position, path, leaf, low, high))
+    space.__dict__["_bounded_leaves"] = (Space.structure_version, result)
+    return result
+
+
+def _raise_outside(leaf: BoxSpace, host: np.ndarray, where: str) -> None:
+    """Raise naming the first element of ``host`` (the leaf's shape behind batch axes) outside the bounds."""
     host_low, host_high = leaf.host_bounds()
     with np.errstate(invalid="ignore"):
         outside = np.argwhere(~((host >= host_low) & (host <= host_high)))
