@@ -233,3 +233,41 @@ def test_check_bounds_is_kept_by_a_persistent_buffer(backend, tmp_path):
     again.flush()
     again.close()
     assert ReplayBuffer.load_from(tmp_path / "buffer", backend=backend).check_bounds is False
+
+
+def test_trajectory_buffers_check_values_and_bounds(backend, tmp_path):
+    from unibatch import TrajectoryReplayBuffer
+
+    buffer = TrajectoryReplayBuffer.create(
+        space_of(backend), None, step_data_capacity=6, cache_path=tmp_path / "trajectory"
+    )
+    rows = numpy_rows(3, 10)
+    buffer.extend(on(backend, rows))
+
+    def contents(batch: TrajectoryReplayBuffer) -> tuple[int, list[Any]]:
+        data = batch.get_at(slice(None))["step_data"]
+        return len(batch), [to_numpy(data[key]).tolist() for key in sorted(data)]
+
+    before = contents(buffer)
+    wide = rows["pixels"].astype(np.uint16)
+    wide[0, 1] = 300
+    with pytest.raises(SpaceMismatchError, match="pixels.*300"):
+        buffer.extend(with_leaf(backend, rows, "pixels", wide))
+    outside = numpy_rows(1, 10)
+    outside["state"][0, 0] = 2.0
+    buffer.append(on(backend, row(outside, 0)))  # bounds are off by default
+    buffer.check_bounds = True
+    buffer.flush()
+    buffer.close()
+    buffer = TrajectoryReplayBuffer.load_from(tmp_path / "trajectory", backend=backend)
+    assert buffer.check_bounds is True
+    before = contents(buffer)
+    for write in (
+        lambda: buffer.append(on(backend, row(outside, 0))),
+        lambda: buffer.extend(on(backend, outside)),
+        lambda: buffer.set_at(0, {"step_data": on(backend, row(outside, 0))}),
+    ):
+        with pytest.raises(SpaceMismatchError, match="state.*bounds"):
+            write()
+        assert contents(buffer) == before
+    buffer.close()
