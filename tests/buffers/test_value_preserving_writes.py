@@ -253,6 +253,7 @@ def test_trajectory_buffers_check_values_and_bounds(backend, tmp_path):
     wide[0, 1] = 300
     with pytest.raises(SpaceMismatchError, match="pixels.*300"):
         buffer.extend(with_leaf(backend, rows, "pixels", wide))
+    assert contents(buffer) == before
     outside = numpy_rows(1, 10)
     outside["state"][0, 0] = 2.0
     buffer.append(on(backend, row(outside, 0)))  # bounds are off by default
