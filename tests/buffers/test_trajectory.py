@@ -131,11 +131,13 @@ def test_extend_forms(backend):
     buffer.extend(steps)  # raw step data
     buffer.extend({"step_data": steps})  # without episode ids
     ids = backend.asarray([4, 4, 5], dtype=backend.default_integer_dtype)
+    buffer.current_episode_id = 5  # explicit ids never pass the current episode
     buffer.extend({"step_data": steps, "episode_ids": ids})
     assert to_numpy(buffer.get_at_with_metadata(slice(None))[1]["episode_ids"]).tolist() == [0, 0, 0, 0, 0, 0, 4, 4, 5]
     with pytest.raises(SpaceMismatchError, match="no episode data buffer"):
         buffer.extend({"step_data": steps, "episode_data": {}})
     with_episodes = make(backend)
+    with_episodes.current_episode_id = 5
     episodes = concatenate(episode_space(backend), [task(backend, 1), task(backend, 1), task(backend, 2)])
     with_episodes.extend({"step_data": steps, "episode_ids": ids, "episode_data": episodes})
     assert to_numpy(with_episodes.get_at(2)["episode_data"]["task"]).item() == 20
@@ -260,6 +262,7 @@ def test_an_extend_that_cannot_get_episode_slots_changes_nothing(backend):
     steps = concatenate(step_space(backend), [step(backend, 2, t) for t in range(3)])
     ids = backend.asarray([2, 3, 4], dtype=backend.default_integer_dtype)
     episodes = concatenate(episode_space(backend), [task(backend, e) for e in (2, 3, 4)])
+    buffer.current_episode_id = 4
     with pytest.raises(EpisodeCapacityError, match="3 new episodes"):
         buffer.extend({"step_data": steps, "episode_ids": ids, "episode_data": episodes})
     assert buffer.episode_id_to_index_map == {0: 0, 1: 1} and len(buffer) == 6

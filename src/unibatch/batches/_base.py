@@ -24,7 +24,16 @@ from typing_extensions import Self
 from unibatch._typing import Array, BArrayType, BatchT, BDeviceType, BDtypeType, BRNGType
 from unibatch.batches._indexing import NormalizedIndex, index_length, is_single, normalize_index
 from unibatch.errors import ReadOnlyError, SpaceMismatchError, UnsupportedOperationError
-from unibatch.spaces import DictSpace, Space, batch_space, check_data, concatenate, flat_dim, flatten_data
+from unibatch.spaces import (
+    DictSpace,
+    Space,
+    batch_space,
+    check_data,
+    check_flat_values,
+    concatenate,
+    flat_dim,
+    flatten_data,
+)
 from unibatch.spaces import unflatten_data as _unflatten
 
 if TYPE_CHECKING:
@@ -36,6 +45,12 @@ Metadata = dict[str, Any] | None
 class BatchBase(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType]):
     """Base interface for dataset-like collections of structured samples.
 
+    Every write is validated before anything is written (DESIGN §3.11): structure, shapes and
+    dtypes, and no value may change in the cast to the space's dtypes (``300`` into ``uint8``,
+    ``1e300`` into ``float32``, ``2.7`` from a flat float row into an ``int64`` leaf raise
+    :class:`~unibatch.errors.SpaceMismatchError`). With :attr:`check_bounds` writes also check
+    the bounds of every ``BoxSpace`` leaf.
+
     Args:
         single_space: the space of one sample.
         single_metadata_space: the space of one sample's metadata (a ``DictSpace``), or None
@@ -43,6 +58,12 @@ class BatchBase(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
     """
 
     is_mutable: bool = True
+    check_bounds: bool = False
+    """Whether writes also refuse values outside the bounds of a ``BoxSpace`` leaf (NaN always,
+    ``inf`` unless the bound is infinite) with :class:`~unibatch.errors.SpaceMismatchError`,
+    before anything is written. Off by default: it reads every value written (``append`` and
+    ``extend`` then leave their compiled fast path). Set it per batch; persistent buffers keep
+    it in their metadata from their next commit on."""
     has_expensive_reads: bool = False
     """Whether reading a row costs much more than copying it (decoding video, remote storage);
     window views then read each distinct row once instead of every requested frame."""
@@ -129,14 +150,19 @@ class BatchBase(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
     def _check_value(self, index: NormalizedIndex, value: Any) -> None:
         """Validate a structured value for ``index`` before anything is written."""
         if is_single(index):
-            check_data(self.single_space, value)
+            check_data(self.single_space, value, bounds=self.check_bounds)
             return
-        (count,) = check_data(self.single_space, value, batch_ndim=1)
+        (count,) = check_data(self.single_space, value, batch_ndim=1, bounds=self.check_bounds)
         if count != index_length(index):
             raise SpaceMismatchError(f"expected a batch of {index_length(index)} values for the index, got {count}")
 
     def _check_flat(self, value: Any, batch_ndim: int, count: int | None = None) -> int:
-        """Validate a flattened value (``(D,)`` or ``(B, D)``); returns the batch size."""
+        """Validate a flattened value (``(D,)`` or ``(B, D)``); returns the batch size.
+
+        Checks the shape, that every leaf keeps its values when its columns are cast back to
+        the leaf's dtype (:func:`~unibatch.spaces.check_flat_values`), and with
+        :attr:`check_bounds` the bounds.
+        """
         if self._flat_dim is None:
             dim = flat_dim(self.single_space)
             if dim is None:
@@ -148,6 +174,11 @@ class BatchBase(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         shape = tuple(value.shape)
         if len(shape) != batch_ndim + 1 or shape[-1] != self._flat_dim or (count is not None and shape[0] != count):
             raise SpaceMismatchError(f"expected a flat value of shape {expected}, got {shape}")
+        check_flat_values(self.single_space, value)
+        if self.check_bounds:
+            space = self.single_space if batch_ndim == 0 else self._batched_space
+            structured = _unflatten(space, value, start_dim=batch_ndim)
+            check_data(self.single_space, structured, batch_ndim=batch_ndim, bounds=True)
         return shape[0] if batch_ndim else 1
 
     # ------------------------------------------------------------------ reads
@@ -194,7 +225,7 @@ class BatchBase(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
     def append(self, value: BatchT) -> None:
         """Append one structured sample."""
         self._check_writable("append")
-        check_data(self.single_space, value)
+        check_data(self.single_space, value, bounds=self.check_bounds)
         self._append(value)
 
     def append_flattened(self, value: BArrayType) -> None:
@@ -206,7 +237,7 @@ class BatchBase(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
     def extend(self, value: BatchT) -> None:
         """Append a batch of structured samples (leading axis = number of samples)."""
         self._check_writable("extend")
-        (count,) = check_data(self.single_space, value, batch_ndim=1)
+        (count,) = check_data(self.single_space, value, batch_ndim=1, bounds=self.check_bounds)
         if count:
             self._extend(value)
 

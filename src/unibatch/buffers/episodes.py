@@ -24,6 +24,14 @@ class MissingEpisodeDataError(UnibatchError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class InvalidEpisodeIdError(UnibatchError, ValueError):
+    """Episode ids that a write would store break the rules of :class:`~unibatch.TrajectoryReplayBuffer`.
+
+    The message names the operation, the offending id and its position, and the rule; nothing
+    was written.
+    """
+
+
 class EpisodeCapacityError(UnibatchError, ValueError):
     """Every episode-data slot holds an episode that still has steps in the buffer."""
 

@@ -43,6 +43,7 @@ from unibatch.buffers._state import RingState, parse_capacity, parse_ring_state,
 from unibatch.errors import CorruptDataError, RowsOverwrittenError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space, batch_size_data, get_at, json_to_space, space_to_json
 from unibatch.spaces._exact import exact_batch_leaves, exact_leaves
+from unibatch.spaces.validation import check_leaf_bounds
 from unibatch.storages import SpaceStorage, storage_class
 from unibatch.storages._safe_paths import resolve_inside
 
@@ -69,6 +70,13 @@ READ_ATTEMPTS = 4
 
 class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGType]):
     """Ring-buffer style batch storage built on top of a :class:`SpaceStorage`.
+
+    Writes never change a value silently: a cast that would (``300`` into ``uint8``) raises
+    :class:`~unibatch.errors.SpaceMismatchError` and writes nothing. Bounds are checked when
+    :attr:`check_bounds` is set (off by default, for speed)::
+
+        buffer = ReplayBuffer.create(None, space, capacity=1000)
+        buffer.check_bounds = True  # kept in metadata.json from the next commit (flush) on
 
     Args:
         storage: where rows live (physical slots).
@@ -311,6 +319,8 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             super().append(value)  # validates, explains what is wrong, then calls _append
             return
         self._check_writable("append")
+        if self.check_bounds:
+            check_leaf_bounds(self.single_space, leaves)
         self._append_row(storage.set_leaves, leaves)
 
     def extend(self, value: Any) -> None:
@@ -323,6 +333,8 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             return
         self._check_writable("extend")
         n, leaves = found
+        if self.check_bounds:
+            check_leaf_bounds(self.single_space, leaves)
         if n:
             self._write(leaves, n, storage.set_leaves, lambda part: tuple(leaf[part] for leaf in leaves))
 
@@ -425,6 +437,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             "capacity": self.storage.capacity,
             "storage": {"name": self.storage.registered_name, "path": self._storage_path_relative},
             "single_instance_space": space_to_json(self.single_space),
+            "check_bounds": self.check_bounds,
             "extra": self.extra_metadata,
         }
 
@@ -615,6 +628,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             storage._resize(count)  # rows past the committed count were never committed
         buffer = ReplayBuffer(storage, storage_info["path"], count, offset, path, multiprocessing)
         buffer.extra_metadata = dict(metadata.get("extra") or {})
+        buffer.check_bounds = metadata.get("check_bounds") is True
         buffer._state.advance_front(start)
         buffer._committed_start = start
         if state is None and storage.is_persistent:  # an owner (trajectory) publishes and follows for its parts

@@ -11,6 +11,12 @@ its steps) until :meth:`TrajectoryReplayBuffer.refresh`, and checks each read ag
 commit front as ``ReplayBuffer`` does (README "Persistence and crashes"); an episode-data slot is
 reused only after every step of its old episode left the committed range, and a read re-checks
 its steps after reading episode data.
+
+Episode ids are checked before anything is written (:mod:`unibatch.buffers._episode_ids`):
+every id lies in ``[0, current_episode_id]``; with an episode-data buffer, ids never decrease
+in logical order and every id written has episode data or is the current episode. A write
+that breaks a rule raises :class:`~unibatch.buffers.episodes.InvalidEpisodeIdError` and
+changes nothing, so no step becomes unreadable.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from unibatch.backends import ComputeBackend
 from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, index_length, is_single
+from unibatch.buffers._episode_ids import check_has_data, check_order, check_range
 from unibatch.buffers._live import CommitFront
 from unibatch.buffers._metadata import (
     METADATA_FILE,
@@ -37,7 +44,7 @@ from unibatch.buffers._metadata import (
     write_metadata,
 )
 from unibatch.buffers._state import RingState, parse_start
-from unibatch.buffers.episodes import EpisodeSlots
+from unibatch.buffers.episodes import EpisodeSlots, InvalidEpisodeIdError
 from unibatch.buffers.replay_buffer import ReplayBuffer, read_refreshing
 from unibatch.errors import CorruptDataError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import BoxSpace, DictSpace, Space, batch_size_data, batch_space, check_data, get_at
@@ -130,7 +137,25 @@ class TrajectoryReplayBuffer(
 
     @current_episode_id.setter
     def current_episode_id(self, value: int) -> None:
-        self._current.publish(int(value), 0)
+        """Move to episode ``value``: a non-negative int, not below the episode of the newest step."""
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise InvalidEpisodeIdError(f"current_episode_id must be an int, got {type(value).__name__} {value!r}")
+        with self._current.locked():
+            newest = self._newest_id()
+            if value < 0 or (newest is not None and value < newest):
+                raise InvalidEpisodeIdError(
+                    f"current_episode_id must be a non-negative int not below the episode of the newest step "
+                    f"({newest}); got {int(value)}"
+                )
+            self._current.publish(int(value), 0)
+
+    def _newest_id(self) -> int | None:
+        """The episode id of the newest step, or None when the buffer is empty."""
+        length = len(self)
+        if length == 0:
+            return None
+        ids = self.step_episode_id_buffer
+        return int(ids.backend.to_numpy(ids._get(length - 1, False)[0]))
 
     @property
     def episode_id_to_index_map(self) -> dict[int, int] | None:
@@ -241,7 +266,7 @@ class TrajectoryReplayBuffer(
     def append(self, value: Any) -> None:
         """Append one raw step of the current episode."""
         self._check_writable("append")
-        check_data(self.step_data_buffer.single_space, value)
+        check_data(self.step_data_buffer.single_space, value, bounds=self.check_bounds)
         with self._current.locked():
             episode = self.backend.asarray(self._current.count, dtype=self.step_episode_id_buffer.single_space.dtype)
             self._release_overwritten(1)
@@ -249,23 +274,39 @@ class TrajectoryReplayBuffer(
             self.step_data_buffer._append(value)
 
     def extend(self, value: Any) -> None:
-        """Append steps: raw step data, or ``{"step_data", "episode_ids"?, "episode_data"?}``."""
+        """Append steps: raw step data, or ``{"step_data", "episode_ids"?, "episode_data"?}``.
+
+        ``episode_ids`` (one per step) follow the rules of the module docstring; without them
+        every step belongs to the current episode. ``episode_data`` has one row per step; the
+        first row of each episode is stored.
+
+        Raises:
+            InvalidEpisodeIdError: an id breaks a rule (nothing is written).
+            SpaceMismatchError: a part does not fit its space or has another number of rows.
+        """
         self._check_writable("extend")
         self._extend(value)
 
     def _extend(self, value: Any) -> None:
         steps, ids, episode_data = self._split_batch(value)
-        (count,) = check_data(self.step_data_buffer.single_space, steps, batch_ndim=1)
+        (count,) = check_data(self.step_data_buffer.single_space, steps, batch_ndim=1, bounds=self.check_bounds)
         id_space = self.step_episode_id_buffer.single_space
+        explicit = ids is not None
         if ids is None:
             ids = self.backend.xp.full((count,), self._current.count, dtype=id_space.dtype, device=self.device)
         elif check_data(id_space, ids, batch_ndim=1) != (count,):
             raise SpaceMismatchError(f"episode_ids: expected {count} ids, got shape {tuple(ids.shape)}")
         if episode_data is not None and self.episode_data_buffer is not None:
-            check_data(self.episode_data_buffer.single_space, episode_data, batch_ndim=1)
+            rows = check_data(
+                self.episode_data_buffer.single_space, episode_data, batch_ndim=1, bounds=self.check_bounds
+            )
+            if rows != (count,):
+                raise SpaceMismatchError(f"episode_data: expected {count} rows (one per step), got {rows[0]}")
         if count == 0:
             return
         with self._current.locked():
+            if explicit:
+                self._check_new_ids(self.backend.to_numpy(ids), "extend", with_data=episode_data is not None)
             if episode_data is not None and self._slots is not None:  # fail before anything changes
                 self._slots.check_allocation(self.backend.to_numpy(ids), self._oldest_after(count))
             self._release_overwritten(count)
@@ -273,6 +314,30 @@ class TrajectoryReplayBuffer(
             self.step_data_buffer._extend(steps)
             if episode_data is not None:
                 self._write_episode_data(ids, episode_data)
+
+    def _check_new_ids(self, ids: np.ndarray, operation: str, with_data: bool) -> None:
+        """The rules of :mod:`~unibatch.buffers._episode_ids` for ids appended after the newest step."""
+        current = self._current.count
+        check_range(ids, current, operation)
+        if self._slots is None:
+            return
+        check_order(ids, operation, self._newest_id(), offset=len(self))
+        if not with_data:
+            check_has_data(ids, self._slots.known(ids), current, operation)
+
+    def _check_replaced_ids(self, index: NormalizedIndex, ids: np.ndarray, with_data: bool) -> None:
+        """The rules for ids that replace those of the steps at ``index`` (``set_at``)."""
+        current = self._current.count
+        check_range(ids, current, "set_at")
+        if self._slots is None:
+            return
+        column = self.step_episode_id_buffer
+        order = np.array(column.backend.to_numpy(column._get(column._index(slice(None)), False)[0]), np.int64)
+        positions = [index] if is_single(index) else self.backend.to_numpy(index)
+        order[positions] = np.asarray(ids, np.int64).reshape(-1)
+        check_order(order, "set_at")
+        if not with_data:
+            check_has_data(ids, self._slots.known(ids), current, "set_at")
 
     def _split_batch(self, value: Any) -> tuple[Any, Any, Any]:
         step_space = self.step_data_buffer.single_space
@@ -310,13 +375,17 @@ class TrajectoryReplayBuffer(
         self._check_writable("set_episode_data_at")
         space = self._episode_buffer().single_space
         if isinstance(episode_id, (int, np.integer)):
-            check_data(space, value)
+            check_data(space, value, bounds=self.check_bounds)
+            if episode_id < 0:
+                raise InvalidEpisodeIdError(f"set_episode_data_at: episode ids are non-negative, got {int(episode_id)}")
             self._store_episode_data(np.asarray([int(episode_id)]), value, single=True)
             return
         ids = np.asarray(self.backend.to_numpy(episode_id)).reshape(-1)
         if len(np.unique(ids)) != len(ids):
             raise SpaceMismatchError(f"set_episode_data_at needs distinct episode ids, got {ids.tolist()}")
-        if check_data(space, value, batch_ndim=1) != (len(ids),):
+        if np.any(ids < 0):
+            raise InvalidEpisodeIdError(f"set_episode_data_at: episode ids are non-negative, got {ids.tolist()}")
+        if check_data(space, value, batch_ndim=1, bounds=self.check_bounds) != (len(ids),):
             raise SpaceMismatchError(f"expected episode data for {len(ids)} episodes, got {batch_size_data(value)}")
         with self._current.locked():
             self._store_episode_data(ids, value)
@@ -358,7 +427,15 @@ class TrajectoryReplayBuffer(
             self._slots.release_before(oldest)
 
     def set_at(self, idx: Any, value: Any) -> None:
-        """Overwrite steps: ``value`` may hold ``step_data``, ``episode_ids`` and ``episode_data``."""
+        """Overwrite steps: ``value`` may hold ``step_data``, ``episode_ids`` and ``episode_data``.
+
+        New ``episode_ids`` follow the rules of the module docstring (checked on the whole id
+        column as it would be after the write).
+
+        Raises:
+            InvalidEpisodeIdError: an id breaks a rule (nothing is written).
+            SpaceMismatchError: a part does not fit its space.
+        """
         self._check_writable("set_at")
         index = self._index(idx)
         if not isinstance(value, Mapping) or not set(value) <= {"step_data", "episode_ids", "episode_data"}:
@@ -371,12 +448,16 @@ class TrajectoryReplayBuffer(
         for key, part_value in value.items():
             if key not in parts:
                 raise SpaceMismatchError("episode_data given, but this buffer has no episode data buffer")
-            if check_data(parts[key].single_space, part_value, batch_ndim=batch_ndim) != expected:
+            bounds = self.check_bounds and key != "episode_ids"
+            if check_data(parts[key].single_space, part_value, batch_ndim=batch_ndim, bounds=bounds) != expected:
                 raise SpaceMismatchError(f"{key}: expected batch shape {expected}, got {batch_size_data(part_value)}")
         self._set(index, value)
 
     def _set(self, index: NormalizedIndex, value: Any) -> None:
         with self._current.locked():
+            if "episode_ids" in value:  # every check before the first write
+                host_ids = np.asarray(self.backend.to_numpy(value["episode_ids"])).reshape(-1)
+                self._check_replaced_ids(index, host_ids, with_data="episode_data" in value)
             if "episode_ids" in value:
                 self.step_episode_id_buffer._set(index, value["episode_ids"])
             if "step_data" in value:
@@ -413,6 +494,7 @@ class TrajectoryReplayBuffer(
             "episode_id_to_index_map": None
             if self._slots is None
             else {str(k): v for k, v in self._slots.as_dict().items()},
+            "check_bounds": self.check_bounds,
             "extra": self.extra_metadata,
         }
 
@@ -618,6 +700,7 @@ class TrajectoryReplayBuffer(
             episodes = load("episode_data", episode_storage_kwargs, episode_state, episode_data_single_instance_space)
         buffer = TrajectoryReplayBuffer(steps, ids, episodes, current, table, multiprocessing, cache_path=root)
         buffer.extra_metadata = dict(metadata.get("extra") or {})
+        buffer.check_bounds = metadata.get("check_bounds") is True
         if steps.storage.is_persistent:
             if buffer.is_mutable:
                 buffer._start_publishing(step_state[2])

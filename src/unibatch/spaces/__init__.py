@@ -13,6 +13,7 @@ from unibatch.spaces.binary import BinarySpace as BinarySpace
 from unibatch.spaces.box import BoxSpace as BoxSpace
 from unibatch.spaces.construct import construct_space_from_data as construct_space_from_data
 from unibatch.spaces.dict import DictSpace as DictSpace
+from unibatch.spaces.flattening import check_flat_values as check_flat_values
 from unibatch.spaces.flattening import flat_dim as flat_dim
 from unibatch.spaces.flattening import flat_dtype as flat_dtype
 from unibatch.spaces.flattening import flatten_data as flatten_data
@@ -39,6 +40,7 @@ __all__ = [
     "batch_size_data",
     "batch_space",
     "check_data",
+    "check_flat_values",
     "concatenate",
     "construct_space_from_data",
     "flat_dim",

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from unibatch.spaces._casts import float_overflow_threshold
 from unibatch.spaces._space import Space
 from unibatch.spaces.binary import BinarySpace
 from unibatch.spaces.box import BoxSpace
@@ -182,12 +183,33 @@ def _leaf_lines(
         return lines
     array_check = f"type({variable}) is {array_type} and {variable}.dtype is {constant(dtype)}"
     scalars = " or ".join(f"type({variable}) is {constant(scalar)}" for scalar in _scalar_types(node)) or "False"
+    overflow = _overflow_test(node, variable)
     if conversions is None:
-        return [f"if not ({scalars} or ({array_check} and {variable}.shape == ())): return None"]
-    return [
+        lines = [f"if not ({scalars} or ({array_check} and {variable}.shape == ())): return None"]
+        return lines + ([f"if {overflow}: return None"] if overflow else [])
+    lines = [
         f"if {array_check} and {variable}.shape == (): {variable} = {constant(conversions[1])}({variable})",
         f"elif not ({scalars}): return None",
     ]
+    return lines + ([f"elif {overflow}: return None"] if overflow else [])
+
+
+def _overflow_test(node: BoxSpace | BinarySpace, variable: str) -> str | None:
+    """The test that a Python ``float`` would overflow the leaf's float dtype (then the detailed check explains).
+
+    None when the leaf cannot overflow (float64, integers, booleans). ``v - v == 0`` holds for
+    finite values only: NaN and inf keep their value in any float.
+    """
+    backend = node.backend
+    if isinstance(node, BinarySpace) or not backend.dtype_is_real_floating(node.dtype):
+        return None
+    threshold = float_overflow_threshold(node.dtype)
+    if threshold == float("inf"):
+        return None
+    return (
+        f"type({variable}) is float and ({variable} >= {threshold!r} or {variable} <= {-threshold!r}) "
+        f"and {variable} - {variable} == 0"
+    )
 
 
 def _scalar_types(node: Space) -> list[type]:

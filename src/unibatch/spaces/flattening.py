@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from unibatch._typing import Array, DType
+from unibatch.backends import dtype_to_name
 from unibatch.errors import SpaceMismatchError, UnsupportedSpaceError
+from unibatch.spaces._casts import ValueCheck, check_values, value_check
 from unibatch.spaces._dtypes import flat_dtype_name
 from unibatch.spaces._space import Space
 from unibatch.spaces._tree import leaves as _leaves
@@ -195,6 +197,55 @@ def _encode_texts(text: TextSpace, value: Any, path: str) -> np.ndarray:
             )
         flat_codes[row, : len(string)] = [text.character_index(c) for c in string]
     return codes
+
+
+# ---------------------------------------------------------------------- checks of flat values
+def check_flat_values(space: Space, data: Array) -> None:
+    """Raise unless unflattening ``data`` (flat rows ``(..., flat_dim)``) keeps every value.
+
+    Each leaf's columns are cast to the leaf's dtype on the way back; a cast that could change a
+    value is checked (see :mod:`unibatch.spaces._casts`): a float column into an integer leaf
+    must hold integers in the leaf's range (not ``2.7``, NaN or ``1e10`` into ``uint8``), an
+    integer column must fit a narrower integer leaf, a column of a ``BinarySpace`` leaf must
+    hold 0 or 1. Columns of leaves that hold every value of ``data``'s dtype are not read.
+
+    Raises:
+        SpaceMismatchError: naming the leaf's key path, its dtype, the first changed value and its position.
+
+    >>> from unibatch import BoxSpace, DictSpace, NumpyComputeBackend as np_backend
+    >>> space = DictSpace(np_backend, {"a": BoxSpace(np_backend, 0, 255, "uint8", shape=(1,)),
+    ...                               "b": BoxSpace(np_backend, -1, 1, "float32", shape=(1,))})
+    >>> check_flat_values(space, np.array([7.0, 0.5], np.float32))
+    >>> try:
+    ...     check_flat_values(space, np.array([-7.0, 0.5], np.float32))
+    ... except SpaceMismatchError as error:
+    ...     print(str(error).split(" (1 such")[0])
+    a (flat columns 0:1): expected values that uint8 holds unchanged, got float32 value -7.0 at [0]
+    """
+    backend = space.backend
+    for start, stop, path, leaf_dtype in _flat_checks(space, dtype_to_name(data.dtype)):
+        check_values(backend, data[..., start:stop], leaf_dtype, f"{path or 'value'} (flat columns {start}:{stop})")
+
+
+def _flat_checks(space: Space, source: str) -> list[tuple[int, int, str, Any]]:
+    """``(start, stop, key path, leaf dtype)`` of the leaves whose cast from ``source`` needs a check (cached)."""
+    cache: tuple[int, dict[str, list[tuple[int, int, str, Any]]]] | None = space.__dict__.get("_flat_value_checks")
+    if cache is None or cache[0] != Space.structure_version:
+        cache = space.__dict__["_flat_value_checks"] = (Space.structure_version, {})
+    checks = cache[1].get(source)
+    if checks is None:
+        checks = []
+        start = 0
+        for path, leaf in _leaves(space):
+            width = _leaf_dim(leaf, 0, path)
+            if isinstance(leaf, (BoxSpace, BinarySpace)):
+                dtype = "bool" if isinstance(leaf, BinarySpace) else leaf.dtype
+                needed: ValueCheck | None = value_check(source, dtype)
+                if needed is not None:
+                    checks.append((start, start + width, path, dtype))
+            start += width
+        cache[1][source] = checks
+    return checks
 
 
 # ---------------------------------------------------------------------- unflatten_data

@@ -1,9 +1,12 @@
 """Validation of values against a space before they are written (decision 11).
 
-Checks structure (keys), shape and dtype kind of every leaf without touching values on the
-device; range checks against ``low``/``high`` are opt-in (``bounds=True``) because they read
-all the data. Every failure is a :class:`~unibatch.errors.SpaceMismatchError` naming the key
-path, what was expected and what was got.
+Checks structure (keys), shape and dtype of every leaf. A dtype fits when NumPy's ``same_kind``
+rule allows the cast **and** the cast keeps every value written (:mod:`unibatch.spaces._casts`):
+only casts that can change a value (``uint16`` into ``uint8``, ``float64`` into ``float32``)
+read the data, exact and widening dtypes do not. Range checks against ``low``/``high`` are
+opt-in (``bounds=True``) because they read all the data. Every failure is a
+:class:`~unibatch.errors.SpaceMismatchError` naming the key path, what was expected and what
+was got.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from unibatch.errors import SpaceMismatchError
+from unibatch.spaces._casts import check_scalar, check_values, fits_exactly
 from unibatch.spaces._dtypes import fits, scalar_fits
 from unibatch.spaces._space import Space
-from unibatch.spaces._tree import text_of, walk
+from unibatch.spaces._tree import leaves, text_of, walk
 from unibatch.spaces.binary import BinarySpace
 from unibatch.spaces.box import BoxSpace
 from unibatch.spaces.dict import DictSpace
@@ -31,13 +35,16 @@ def check_data(space: Space, data: Any, *, batch_ndim: int = 0, bounds: bool = F
         space: the space of one (unbatched) value.
         data: the value, or a batch of values with ``batch_ndim`` leading axes shared by all leaves.
         batch_ndim: how many leading batch axes every leaf carries.
-        bounds: also check that values lie in ``[low, high]`` (reads the data).
+        bounds: also check that the values of every ``BoxSpace`` leaf lie in ``[low, high]``
+            (reads the data; NaN is always outside, ``inf`` unless that bound is infinite).
 
     Returns:
         The common batch shape (``()`` when ``batch_ndim == 0``).
 
     Raises:
-        SpaceMismatchError: naming the key path, the expected and the got structure, shape or dtype.
+        SpaceMismatchError: naming the key path, the expected and the got structure, shape or
+            dtype, or a value the cast to the leaf's dtype would change (``300`` into ``uint8``),
+            or (``bounds=True``) a value outside the bounds.
 
     >>> from unibatch import BoxSpace, NumpyComputeBackend as np_backend
     >>> check_data(BoxSpace(np_backend, 0, 1, "float32", shape=(2,)), np.zeros((5, 2)), batch_ndim=1)
@@ -78,6 +85,7 @@ def _check_leaf(leaf: Space, value: Any, batch_ndim: int, where: str, bounds: bo
     backend, expected = leaf.backend, leaf.shape
     if not backend.is_backendarray(value):
         if batch_ndim == 0 and expected == () and not isinstance(value, np.ndarray) and scalar_fits(value, leaf.dtype):
+            check_scalar(value, leaf.dtype, where)
             value = backend.asarray(value, dtype=leaf.dtype)
         else:
             raise SpaceMismatchError(
@@ -92,11 +100,88 @@ def _check_leaf(leaf: Space, value: Any, batch_ndim: int, where: str, bounds: bo
             f"{where}: expected dtype {backend.dtype_name(leaf.dtype)} (or one that casts to it), "
             f"got {backend.dtype_name(value.dtype)}"
         )
+    check_values(backend, value, leaf.dtype, where)
     if bounds and isinstance(leaf, BoxSpace):
-        low, high = leaf.abbreviated_bounds()
-        if not bool(backend.xp.all((value >= low) & (value <= high))):
-            raise SpaceMismatchError(f"{where}: values outside the bounds of {leaf!r}")
+        check_bounds(leaf, value, where)
     return shape[:batch_ndim]
+
+
+def check_bounds(leaf: BoxSpace, value: Any, where: str) -> None:
+    """Raise unless every element of ``value`` (an array of ``leaf``'s backend) lies in ``[low, high]``.
+
+    ``value`` has the leaf's shape behind any number of batch axes. NaN is outside any bounds;
+    ``inf`` is outside unless that bound is itself infinite (as in :meth:`BoxSpace.contains`).
+
+    Raises:
+        SpaceMismatchError: naming ``where``, the first value outside, its position and its bounds.
+    """
+    backend = leaf.backend
+    low, high = leaf.abbreviated_bounds()
+    if not bool(backend.xp.all((value >= low) & (value <= high))):
+        _raise_outside(leaf, backend.to_numpy(value), where)
+
+
+def check_leaf_bounds(space: Space, leaves: tuple[Any, ...]) -> None:
+    """:func:`check_bounds` of the leaves an exact extractor gave (flat order; see ``spaces._exact``).
+
+    Leaves are backend or NumPy arrays (with any batch axes) or scalars. Only leaves whose
+    bounds can exclude a value are read: floating leaves (NaN is always outside) and integer
+    leaves whose bounds are narrower than their dtype.
+    """
+    for position, path, leaf, low, high in _bounded_leaves(space):
+        value = leaves[position]
+        if isinstance(value, np.ndarray):
+            inside = bool(((value >= low) & (value <= high)).all())
+        elif leaf.backend.is_backendarray(value):
+            backend_low, backend_high = leaf.abbreviated_bounds()
+            inside = bool(leaf.backend.xp.all((value >= backend_low) & (value <= backend_high)))
+        else:
+            inside = bool(low <= value <= high)
+        if not inside:
+            _raise_outside(
+                leaf,
+                np.asarray(leaf.backend.to_numpy(value) if leaf.backend.is_backendarray(value) else value),
+                path or "value",
+            )
+
+
+def _bounded_leaves(space: Space) -> list[tuple[int, str, BoxSpace, np.ndarray, np.ndarray]]:
+    """``(position, key path, leaf, host low, host high)`` of the leaves whose bounds can exclude a value (cached)."""
+    cached = space.__dict__.get("_bounded_leaves")
+    if cached is not None and cached[0] == Space.structure_version:
+        result: list[tuple[int, str, BoxSpace, np.ndarray, np.ndarray]] = cached[1]
+        return result
+    result = []
+    for position, (path, leaf) in enumerate(leaves(space)):
+        if not isinstance(leaf, BoxSpace):
+            continue
+        low, high = leaf.host_bounds()
+        kind = np.dtype(leaf.backend.numpy_dtype(leaf.dtype)).kind
+        if kind in "iu":
+            info = np.iinfo(leaf.backend.numpy_dtype(leaf.dtype))
+            if np.all(low <= info.min) and np.all(high >= info.max):
+                continue  # every value of the dtype is inside
+        elif kind != "f":
+            continue
+        result.append((position, path, leaf, low, high))
+    space.__dict__["_bounded_leaves"] = (Space.structure_version, result)
+    return result
+
+
+def _raise_outside(leaf: BoxSpace, host: np.ndarray, where: str) -> None:
+    """Raise naming the first element of ``host`` (the leaf's shape behind batch axes) outside the bounds."""
+    host_low, host_high = leaf.host_bounds()
+    with np.errstate(invalid="ignore"):
+        outside = np.argwhere(~((host >= host_low) & (host <= host_high)))
+    at = tuple(int(i) for i in outside[0])
+    element = at[len(at) - len(leaf.shape) :] if leaf.shape else ()
+    lo = np.broadcast_to(host_low, leaf.shape)[element].item()
+    hi = np.broadcast_to(host_high, leaf.shape)[element].item()
+    position = f" at {list(at)}" if at else ""
+    raise SpaceMismatchError(
+        f"{where}: expected values within [{lo}, {hi}], got {host[at].item()!r}{position}, outside the bounds "
+        f"of {leaf!r} ({len(outside)} such value{'s' * (len(outside) != 1)})"
+    )
 
 
 def _shape_text(shape: tuple[int, ...], batch_ndim: int) -> str:
@@ -156,8 +241,8 @@ def _fast_check(space: Space, data: Any, batch_ndim: int) -> tuple[int, ...] | N
             value_shape = tuple(value.shape)
             if len(value_shape) != batch_ndim + len(shape) or value_shape[batch_ndim:] != shape:
                 return None
-            if not fits(value.dtype, dtype):
-                return None
+            if not fits_exactly(value.dtype, dtype):
+                return None  # a cast that may change values: the detailed check reads them
             lead = value_shape[:batch_ndim]
             if batch is None:
                 batch = lead
