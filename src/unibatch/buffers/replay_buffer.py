@@ -144,11 +144,11 @@ class ReplayBuffer(BatchBase):
     # ------------------------------------------------------------------ reads
     def _get(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Any, Metadata]:
         with self._state.locked():
-            return self.storage.get(self._physical(index)), None
+            return self.storage._get(self._physical(index)), None
 
     def _get_flattened(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Array, Metadata]:
         with self._state.locked():
-            return self.storage.get_flattened(self._physical(index)), None
+            return self.storage._get_flattened(self._physical(index)), None
 
     def _read_key(self, key: Sequence[str | int], in_metadata: bool, index: NormalizedIndex) -> Any | None:
         if in_metadata or not self.storage.supports_columns:
@@ -158,24 +158,24 @@ class ReplayBuffer(BatchBase):
         if column is None:
             column = self._columns[keys] = self.storage.get_column(list(keys))
         with self._state.locked():
-            return column.get(self._physical(index))
+            return column._get(self._physical(index))
 
     # ------------------------------------------------------------------ writes
     def _set(self, index: NormalizedIndex, value: Any) -> None:
         with self._state.locked():
-            self.storage.set(self._physical(index), value)
+            self.storage._set(self._physical(index), value)
 
     def _set_flattened(self, index: NormalizedIndex, value: Array) -> None:
         with self._state.locked():
-            self.storage.set_flattened(self._physical(index), value)
+            self.storage._set_flattened(self._physical(index), value)
 
     def _extend(self, value: Any) -> None:
         self._write(
-            value, batch_size_data(value) or 0, self.storage.set, lambda part: get_at(self._batched_space, value, part)
+            value, batch_size_data(value) or 0, self.storage._set, lambda part: get_at(self._batched_space, value, part)
         )
 
     def _extend_flattened(self, value: Array) -> None:
-        self._write(value, int(value.shape[0]), self.storage.set_flattened, lambda part: value[part])
+        self._write(value, int(value.shape[0]), self.storage._set_flattened, lambda part: value[part])
 
     def append(self, value: Any) -> None:
         """Append one step; a value that exactly matches the space takes a compiled path (DESIGN §6, W1)."""
@@ -203,7 +203,7 @@ class ReplayBuffer(BatchBase):
 
     def _append(self, value: Any) -> None:
         """One step: one storage write at one slot, no batch-of-one concatenation."""
-        self._append_row(self.storage.set, value)
+        self._append_row(self.storage._set, value)
 
     def _append_row(self, write: Callable[[int, Any], None], row: Any) -> None:
         state = self._state

@@ -213,17 +213,17 @@ class DictStorage(SpaceStorage):
             child._resize(length)
 
     # ------------------------------------------------------------------ data
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         result: dict[str, Any] = {}
         for route, child in zip(self._routes, self._children, strict=True):
-            place(result, route, child.get(index))
+            place(result, route, child._get(index))
         return ordered(self.single_instance_space, result)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         parts = [extract(value, route) for route in self._routes]  # every part found before any write
         for child, part in zip(self._children, parts, strict=True):
-            child.set(index, part)
+            child._set(index, part)
 
     def get_column(self, nested_keys: Sequence[str]) -> SpaceStorage:
         """The child stored at exactly ``nested_keys``, else a view of the children below it."""
@@ -261,6 +261,7 @@ class DictStorage(SpaceStorage):
             child.flush()
 
     def close(self) -> None:
+        super().close()
         if self._owns_children:
             for child in self._children:
                 child.close()

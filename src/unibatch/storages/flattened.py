@@ -127,24 +127,24 @@ class FlattenedStorage(InnerStorageWrapper):
         )
         return cls(single_instance_space, inner, directory, relative)
 
-    def get(self, index: StorageIndex) -> Any:
-        flat = self.inner.get(index)
+    def _get(self, index: StorageIndex) -> Any:
+        flat = self.inner._get(index)
         if isinstance(index, int):
             return unflatten_data(self.single_instance_space, flat)
         return unflatten_data(self._batched_space, flat, start_dim=1)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         if isinstance(index, int):
-            self.inner.set(index, flatten_data(self.single_instance_space, value))
+            self.inner._set(index, flatten_data(self.single_instance_space, value))
         else:
-            self.inner.set(index, flatten_data(self._batched_space, value, start_dim=1))
+            self.inner._set(index, flatten_data(self._batched_space, value, start_dim=1))
 
-    def get_flattened(self, index: StorageIndex) -> Array:
+    def _get_flattened(self, index: StorageIndex) -> Array:
         """The stored flat rows: ``(D,)`` for an int, ``(B, D)`` otherwise."""
-        return self.inner.get(index)
+        return self.inner._get(index)
 
-    def set_flattened(self, index: StorageIndex, value: Array) -> None:
+    def _set_flattened(self, index: StorageIndex, value: Array) -> None:
         """Store flat rows ``(D,)`` or ``(B, D)`` as they are."""
         self._check_writable("set_flattened")
-        self.inner.set(index, value)
+        self.inner._set(index, value)

@@ -293,8 +293,7 @@ class HDF5Storage(SpaceStorage):
 
     def _handle(self) -> _OpenFile:
         """This process's handles: opened again in a forked child (which never touches its parent's)."""
-        if self._closed:
-            raise UnsupportedOperationError(f"{self!r} is closed")
+        self._check_open()
         opened = self._open_file
         if opened is not None and opened.pid == os.getpid():
             return opened
@@ -329,7 +328,7 @@ class HDF5Storage(SpaceStorage):
             self._length = min((len(dataset) for dataset in opened.datasets), default=0)
 
     # ------------------------------------------------------------------ data
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
@@ -366,7 +365,7 @@ class HDF5Storage(SpaceStorage):
             return texts_to_objects(decode_texts(value))
         return self.backend.from_numpy(value, device=self.device)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
@@ -438,7 +437,7 @@ class HDF5Storage(SpaceStorage):
         """Close the file (a writer flushes it) and release the writer lock; idempotent."""
         if self._closed:
             return
-        self._closed = True
+        super().close()
         opened, self._open_file = self._open_file, None
         if opened is None:
             return

@@ -225,7 +225,7 @@ class ImageStorage(SpaceStorage):
         self._length = length
 
     # ------------------------------------------------------------------ data
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         on_host = host_index(index)
         if isinstance(on_host, (int, np.integer)):
             frames = self._read(np.array([on_host], np.int64))[0]
@@ -250,7 +250,7 @@ class ImageStorage(SpaceStorage):
         self._run_chunks(decode, slots.size)
         return frames
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         """Encode the frames at ``index``; nothing is written unless every frame fits and encodes."""
         self._check_writable("set")
         on_host = host_index(index)
@@ -401,6 +401,7 @@ class ImageStorage(SpaceStorage):
 
     def close(self) -> None:
         """Shut the thread pool down (written rows stay where they are; :meth:`flush` makes them durable)."""
+        super().close()
         executor, self._executor = self._executor, None
         if executor is not None and self._executor_pid == os.getpid():
             executor.shutdown(wait=True)

@@ -223,7 +223,7 @@ class MemmapStorage(SpaceStorage):
         self._length = length
 
     # ------------------------------------------------------------------ data
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         return assemble(self.single_instance_space, self._get_leaves(self._all_leaves, index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
@@ -232,7 +232,7 @@ class MemmapStorage(SpaceStorage):
             self._ensure_rows(_max_row(on_host) + 1)
         return self._host_rows().read(tuple(positions), on_host)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
@@ -274,6 +274,7 @@ class MemmapStorage(SpaceStorage):
         _write_sidecar(target, self.capacity, self._rows, self._length, self._leaves, self._packing)
 
     def close(self) -> None:
+        super().close()
         self._arrays = self._packed_rows = None
         if self._owner_pid is not None and self._owner_pid == os.getpid():  # never from a forked child
             shutil.rmtree(self._temporary_root or self.cache_filename, ignore_errors=True)

@@ -103,7 +103,7 @@ class MemoryStorage(SpaceStorage):
         if source.capacity is None:
             storage._resize(length)
         if length:
-            storage.set(slice(0, length), source.get(slice(0, length)))
+            storage.set(slice(0, length), source._get(slice(0, length)))
         storage.is_mutable = not read_only
         source.close()
         return storage
@@ -149,7 +149,7 @@ class MemoryStorage(SpaceStorage):
             self._find_host_views()
         self._length = length
 
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         return assemble(self.single_instance_space, self._get_leaves(self._all_leaves, index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
@@ -167,7 +167,7 @@ class MemoryStorage(SpaceStorage):
                 values.append(self.backend.xp.take(array, index, axis=0))
         return values
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
@@ -241,7 +241,7 @@ class MemoryStorage(SpaceStorage):
         if self.capacity is None:
             target._resize(self._length)
         if self._length:
-            target.set(slice(0, self._length), self.get(slice(0, self._length)))
+            target._set(slice(0, self._length), self.get(slice(0, self._length)))
         target.flush()
         target.close()
 

@@ -138,15 +138,15 @@ class TransformedStorage(InnerStorageWrapper):
         )
         return cls(single_instance_space, transformation, inner, directory, relative)
 
-    def get(self, index: StorageIndex) -> Any:
-        stored = self.inner.get(index)
+    def _get(self, index: StorageIndex) -> Any:
+        stored = self.inner._get(index)
         source = self._target_space if isinstance(index, int) else self._batched_target_space
         return self._inverse.transform(source, stored)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         source = self.single_instance_space if isinstance(index, int) else self._batched_space
-        self.inner.set(index, self.transformation.transform(source, value))
+        self.inner._set(index, self.transformation.transform(source, value))
 
     def _sidecar_payload(self) -> dict[str, Any]:
         payload = super()._sidecar_payload()

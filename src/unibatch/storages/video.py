@@ -291,7 +291,7 @@ class VideoStorage(SpaceStorage):
         self._length = length
 
     # ------------------------------------------------------------------ reads
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         on_host = host_index(index)
         frames = self._read(self._slots(on_host))
         value = frames[0] if _is_single(on_host) else frames
@@ -345,6 +345,11 @@ class VideoStorage(SpaceStorage):
                 f"VideoStorage: slot {int(slots.max())} is not committed; {self.cache_filename} holds {self._length}"
             )
 
+    def refresh(self) -> None:
+        """Read-only: adopt the frames and files a writer committed since this storage last looked."""
+        if not self.is_mutable:
+            self._reload()
+
     def _reload(self) -> bool:
         """Adopt the index on disk if it changed since it was read; whether it did."""
         signature = _sidecar_signature(self.cache_filename)
@@ -358,7 +363,7 @@ class VideoStorage(SpaceStorage):
         return True
 
     # ------------------------------------------------------------------ writes
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         """Keep frames for ``index`` in memory until the next flush (checked first: nothing changes on error)."""
         self._check_writable("set")
         on_host = host_index(index)
@@ -461,6 +466,7 @@ class VideoStorage(SpaceStorage):
 
     def close(self) -> None:
         """Close open files and drop pending frames (call :meth:`flush` first to keep them); idempotent."""
+        super().close()
         self._decoders.close()
         self._pending.clear()
 

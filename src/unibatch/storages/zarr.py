@@ -241,7 +241,7 @@ class ZarrStorage(SpaceStorage):
         self._rows = rows
 
     # ------------------------------------------------------------------ data
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
@@ -254,7 +254,7 @@ class ZarrStorage(SpaceStorage):
             return texts_to_objects(value)
         return self.backend.from_numpy(value, device=self.device)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
@@ -323,6 +323,7 @@ class ZarrStorage(SpaceStorage):
         _fsync_location(target)
 
     def close(self) -> None:
+        super().close()
         self._group = None
         self._arrays = None
 
