@@ -1,12 +1,12 @@
 """The one place where every index form is normalised (DESIGN.md decision 1).
 
 Batches (``unibatch.batches``) and storages (``unibatch.storages``) both normalise through this
-module, so an index means the same thing everywhere. A Python ``int``, a NumPy integer scalar and a 0-d integer array of any backend mean one
-sample; slices, ``...``, 1-D integer arrays of any backend and 1-D boolean masks of full length
-mean a batch. Negative indices count from the end. Batch primitives only ever see the result:
-an ``int`` in ``[0, length)`` or a 1-D integer array of the batch's backend with values in
-``[0, length)``. Storages (:func:`normalize_rows`) also keep a step-1 slice as a slice, so
-formats can read contiguous rows in one request.
+module, so an index means the same thing everywhere. A Python ``int``, a NumPy integer scalar
+and a 0-d integer array of any backend mean one sample; slices, ``...``, 1-D integer arrays of
+any backend and 1-D boolean masks of full length mean a batch. Negative indices count from the
+end. Batch primitives only ever see the result: an ``int`` in ``[0, length)`` or a 1-D integer
+array of the batch's backend with values in ``[0, length)``. Storages (:func:`normalize_rows`)
+also keep a step-1 slice as a slice, so formats can read contiguous rows in one request.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def normalize_index(index: Any, length: int, backend: ComputeBackend, device: De
     if isinstance(index, (int, np.integer)):
         return _check_int(int(index), length)
     if isinstance(index, slice):
-        return backend.asarray(_slice_positions(*_slice_bounds(index, length)), dtype=backend.default_index_dtype, device=device)
+        return backend.asarray(
+            _slice_positions(*_slice_bounds(index, length)), dtype=backend.default_index_dtype, device=device
+        )
     if isinstance(index, EllipsisType):
         return backend.asarray(np.arange(length), dtype=backend.default_index_dtype, device=device)
     source = get_backend_or_none(index)

@@ -29,6 +29,7 @@ from unibatch.errors import SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space, batch_size_data, get_at, json_to_space, space_to_json
 from unibatch.spaces._exact import exact_batch_leaves, exact_leaves
 from unibatch.storages import SpaceStorage, storage_class
+from unibatch.storages._directories import new_directory, parse_capacity, removes_on_failure
 
 PathLike = str | os.PathLike[str]
 BUFFER_TYPE = "ReplayBuffer"
@@ -355,6 +356,7 @@ class ReplayBuffer(BatchBase):
             write_metadata(target, self._metadata(self._state.count, self._state.offset))
 
     @staticmethod
+    @removes_on_failure
     def create(
         storage_cls: type[SpaceStorage] | None,
         single_instance_space: Space,
@@ -371,11 +373,18 @@ class ReplayBuffer(BatchBase):
                 and ``MemoryStorage`` without one.
             single_instance_space: the space of one row.
             *args: forwarded to ``storage_cls.create``.
-            cache_path: directory of a persistent buffer (created; must be empty).
+            cache_path: directory of a persistent buffer (created; must be new or empty).
             capacity: ring capacity, or None for a growable buffer.
             multiprocessing: share the ring state with other processes.
             **kwargs: forwarded to ``storage_cls.create``.
+
+        Raises:
+            FileExistsError: ``cache_path`` holds a buffer or anything else (nothing is touched).
+            ValueError: ``capacity`` is not a positive int or None (checked before the disk is).
+
+        A failed call removes what it created (see :mod:`unibatch.storages._directories`).
         """
+        capacity = parse_capacity(capacity)
         if storage_cls is None:
             storage_cls = storage_class("memmap" if cache_path is not None else "memory")
         relative = "storage" + (storage_cls.single_file_ext or "")
@@ -384,7 +393,7 @@ class ReplayBuffer(BatchBase):
             directory = Path(cache_path)
             if (directory / "metadata.json").exists():
                 raise FileExistsError(f"{directory} already holds a buffer; use ReplayBuffer.load_from")
-            directory.mkdir(parents=True, exist_ok=True)
+            new_directory(directory)
             storage_path = directory / relative
         storage = storage_cls.create(
             single_instance_space,

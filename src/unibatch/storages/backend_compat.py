@@ -28,6 +28,7 @@ from unibatch.storages._composite import (
     read_sidecar,
     resolve_storage_class,
 )
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._leaves import assemble, split_value
 from unibatch.storages._registry import register_storage
 
@@ -67,6 +68,7 @@ class ToBackendOrDeviceStorage(InnerStorageWrapper):
         super().__init__(single_instance_space, inner, directory, relative)
 
     @classmethod
+    @removes_on_failure
     def create(  # type: ignore[override]  # the class of the children comes first, as in the reference
         cls,
         single_instance_space: Space,
@@ -99,6 +101,7 @@ class ToBackendOrDeviceStorage(InnerStorageWrapper):
         """
         inner_cls = resolve_storage_class(inner_storage_cls, "ToBackendOrDeviceStorage inner_storage_cls")
         inner_space = single_instance_space.to(backend=backend, device=device)
+        capacity = parse_capacity(capacity)
         arguments = {"capacity": capacity, "multiprocessing": multiprocessing, **kwargs, **(inner_storage_kwargs or {})}
         if _same_place(single_instance_space, inner_space):
             return inner_cls.create(single_instance_space, *args, cache_path=cache_path, **arguments)

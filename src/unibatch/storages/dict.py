@@ -42,6 +42,7 @@ from unibatch.storages._dict_children import (
     require_dict,
 )
 from unibatch.storages._dict_routes import Route, extract, ordered, place, plan_routes
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._registry import register_storage
 
 
@@ -87,6 +88,7 @@ class DictStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(  # type: ignore[override]  # the class of the children comes first, as in the reference
         cls,
         single_instance_space: Space,
@@ -124,6 +126,7 @@ class DictStorage(SpaceStorage):
         check_kwarg_keys(key_kwargs, classes)
         routes = plan_routes(space, classes, parse_separator(nested_separator))
         names = child_file_names(routes, [classes[route.key] for route in routes])
+        capacity = parse_capacity(capacity)
         directory = prepare_directory(cache_path)
         common = {"capacity": capacity, "multiprocessing": multiprocessing}
         children: list[SpaceStorage] = []

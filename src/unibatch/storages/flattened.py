@@ -26,6 +26,7 @@ from unibatch.storages._composite import (
     read_sidecar,
     resolve_storage_class,
 )
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._registry import register_storage
 
 SIDECAR = "flattened.json"
@@ -63,6 +64,7 @@ class FlattenedStorage(InnerStorageWrapper):
         super().__init__(single_instance_space, inner, directory, relative)
 
     @classmethod
+    @removes_on_failure
     def create(  # type: ignore[override]  # the class of the children comes first, as in the reference
         cls,
         single_instance_space: Space,
@@ -88,6 +90,7 @@ class FlattenedStorage(InnerStorageWrapper):
         """
         inner_cls = resolve_storage_class(inner_storage_cls, "FlattenedStorage inner_storage_cls")
         flat = flatten_space(single_instance_space)
+        capacity = parse_capacity(capacity)
         directory = prepare_directory(cache_path)
         relative = inner_file_name(inner_cls)
         inner = inner_cls.create(

@@ -60,6 +60,7 @@ from unibatch.spaces._tree import nest_paths
 from unibatch.storages._atomic import check_format_version, fsync_directory
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._hdf5_files import (
     WriterLock,
     create_file,
@@ -161,6 +162,7 @@ class HDF5Storage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -198,8 +200,7 @@ class HDF5Storage(SpaceStorage):
                 "HDF5Storage has one writer and cannot be shared for writing; "
                 "other processes open the file with load_from(..., read_only=True) and read through SWMR"
             )
-        if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0):
-            raise ValueError(f"capacity must be a positive int or None, got {capacity!r}")
+        capacity = parse_capacity(capacity)
         path = Path(cache_path)
         if path.exists():
             raise FileExistsError(f"{path} already exists")

@@ -32,7 +32,7 @@ from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
-from unibatch.storages._directories import new_directory
+from unibatch.storages._directories import new_directory, parse_capacity, removes_on_failure
 from unibatch.storages._host_rows import HostRows
 from unibatch.storages._leaves import (
     Leaf,
@@ -99,6 +99,7 @@ class MemmapStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -124,8 +125,7 @@ class MemmapStorage(SpaceStorage):
             raise TypeError(f"MemmapStorage.create got unexpected arguments {args or ''} {sorted(kwargs)}")
         if cache_path is None:
             raise UnsupportedOperationError("MemmapStorage needs a cache_path (use MemoryStorage for memory)")
-        if capacity is not None and capacity <= 0:
-            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        capacity = parse_capacity(capacity)
         path = new_directory(cache_path)
         rows = capacity if capacity is not None else max(int(initial_rows), 1)
         leaves = leaf_table(single_instance_space)

@@ -15,6 +15,7 @@ from typing_extensions import Self
 from unibatch.spaces import Space
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._host_reads import copy_rows
 from unibatch.storages._host_rows import HostRows
 from unibatch.storages._leaves import Leaf, assemble, assign_leaves, host_index, leaf_table, split_value
@@ -58,6 +59,7 @@ class MemoryStorage(SpaceStorage):
         self._length = length
 
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -71,8 +73,7 @@ class MemoryStorage(SpaceStorage):
         """Allocate zero-filled arrays for ``capacity`` rows (``None``: growable)."""
         if args or kwargs:
             raise TypeError(f"MemoryStorage.create got unexpected arguments {args or ''} {sorted(kwargs)}")
-        if capacity is not None and capacity <= 0:
-            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        capacity = parse_capacity(capacity)
         if multiprocessing:
             root = SHARED_MEMORY_ROOT if Path(SHARED_MEMORY_ROOT).is_dir() else None
             directory = Path(tempfile.mkdtemp(prefix="unibatch-", dir=root)) / "storage"

@@ -46,7 +46,7 @@ from unibatch.storages import _parquet_arrow as arrow
 from unibatch.storages._atomic import fsync_directory
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
-from unibatch.storages._directories import new_directory
+from unibatch.storages._directories import new_directory, parse_capacity, removes_on_failure
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
 from unibatch.storages._parquet_layout import (
     SIDECAR,
@@ -133,6 +133,7 @@ class ParquetStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -166,8 +167,7 @@ class ParquetStorage(SpaceStorage):
         if cache_path is None:
             raise UnsupportedOperationError("ParquetStorage needs a cache_path (use MemoryStorage for memory)")
         _refuse_sharing(multiprocessing, read_only=False)
-        if capacity is not None and capacity <= 0:
-            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        capacity = parse_capacity(capacity)
         if rows_per_file is not None and rows_per_file <= 0:
             raise ValueError(f"rows_per_file must be positive or None, got {rows_per_file}")
         if not isinstance(separator, str) or not separator:

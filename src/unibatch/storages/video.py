@@ -54,7 +54,7 @@ from unibatch.errors import FormatVersionError, IndexOutOfRangeError, SpaceMisma
 from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
-from unibatch.storages._directories import new_directory
+from unibatch.storages._directories import new_directory, parse_capacity, removes_on_failure
 from unibatch.storages._leaves import host_index, leaf_table
 from unibatch.storages._registry import register_storage
 from unibatch.storages._video_codec import CorruptVideoError as CorruptVideoError
@@ -147,6 +147,7 @@ class VideoStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -200,8 +201,7 @@ class VideoStorage(SpaceStorage):
             raise UnsupportedOperationError(
                 "VideoStorage has one writing process; share it by opening readers with load_from(read_only=True)"
             )
-        if capacity is not None and (isinstance(capacity, bool) or capacity <= 0):
-            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        capacity = parse_capacity(capacity)
         for name, value in (
             ("segment_frames", segment_frames),
             ("decoder_cache_size", decoder_cache_size),

@@ -53,6 +53,7 @@ from unibatch.spaces import Space
 from unibatch.storages import _zarr_store as stores
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
 from unibatch.storages._registry import register_storage
 
@@ -108,6 +109,7 @@ class ZarrStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -142,8 +144,7 @@ class ZarrStorage(SpaceStorage):
             raise TypeError(f"ZarrStorage.create got unexpected arguments {args or ''} {sorted(kwargs)}")
         if cache_path is None:
             raise UnsupportedOperationError("ZarrStorage needs a cache_path (a directory or an fsspec URL)")
-        if capacity is not None and capacity <= 0:
-            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        capacity = parse_capacity(capacity)
         if isinstance(initial_rows, bool) or not isinstance(initial_rows, int) or initial_rows < 1:
             raise ValueError(f"initial_rows must be a positive int, got {initial_rows!r}")
         leaves = leaf_table(single_instance_space)
