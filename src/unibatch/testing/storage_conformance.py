@@ -13,6 +13,10 @@ and :meth:`StorageTests.make_sample`. When :meth:`StorageTests.buffer_storage` n
 and its ``create`` keywords, the suite also runs the storage under ``ReplayBuffer`` (fixed ring,
 growable, ``dumps``/``load_from``), ``TrajectoryReplayBuffer``, and a writer process with a
 reader that must only ever see committed rows.
+Every storage also runs the index contract of DESIGN.md §3 through its public ``get``/``set``
+(negative indices, steps, masks, empty indices, typed errors, caller arrays left as they were,
+``set`` then ``get`` surviving ``dumps``), :class:`~unibatch.errors.ClosedError` after ``close``,
+and ``create`` refusing bad capacities and non-empty directories without leaving anything behind.
 The test module must provide a ``backend`` fixture (numpy, torch, jax).
 """
 
