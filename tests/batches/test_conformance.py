@@ -9,6 +9,7 @@ from unibatch.backends import backend_from_name
 from unibatch.batches import (
     CombinedBatch,
     FrameStackedBatch,
+    SliceStackedBatch,
     SubIndexedBatch,
     SubItemBatch,
     ToBackendOrDeviceBatch,
@@ -105,6 +106,23 @@ class TestDeviceOnlyBatch(BatchTests):
         return BatchCase(view, samples, new_sample=robot_sample(backend, 8))
 
 
+def window_oracle(samples, episodes):
+    """Frames ``i - 2 .. i + 1`` of every row, invalid ones filled from their neighbour toward the centre."""
+    expected, metadata = [], []
+    for i in range(len(episodes)):
+        frames = [i - 2, i - 1, i, i + 1]
+        valid = [0 <= f < len(episodes) and episodes[f] == episodes[i] for f in frames]
+        filled = list(frames)
+        for t in (1, 0):
+            if not valid[t]:
+                filled[t] = filled[t + 1]
+        if not valid[3]:
+            filled[3] = filled[2]
+        expected.append(stack_samples([samples[f] for f in filled]))
+        metadata.append({"slice_valid_mask": np.array(valid)})
+    return expected, metadata
+
+
 class TestFrameStackedBatch(BatchTests):
     def expected_flat(self, case, data, single):
         frame = batch_space(case.batch.batch.single_space, 1)
@@ -117,16 +135,16 @@ class TestFrameStackedBatch(BatchTests):
         batch, samples = robot_batch(backend, len(episodes), episodes=episodes)
         mask = FrameStackedBatch.get_valid_mask_function_with_episodeid_key()
         view = FrameStackedBatch(batch, prefetch_horizon=2, postfetch_horizon=1, get_valid_mask_function=mask)
-        expected, metadata = [], []
-        for i in range(len(episodes)):
-            frames = [i - 2, i - 1, i, i + 1]
-            valid = [0 <= f < len(episodes) and episodes[f] == episodes[i] for f in frames]
-            filled = list(frames)
-            for t in (1, 0):
-                if not valid[t]:
-                    filled[t] = filled[t + 1]
-            if not valid[3]:
-                filled[3] = filled[2]
-            expected.append(stack_samples([samples[f] for f in filled]))
-            metadata.append({"slice_valid_mask": np.array(valid)})
-        return BatchCase(view, expected, metadata)
+        return BatchCase(view, *window_oracle(samples, episodes))
+
+
+class TestSliceStackedBatch(TestFrameStackedBatch):
+    """The same windows through ``SliceStackedBatch`` with explicit offsets given as a backend array."""
+
+    def make_case(self, backend):
+        episodes = [0, 0, 0, 1, 1, 1, 1, 2]
+        batch, samples = robot_batch(backend, len(episodes), episodes=episodes)
+        mask = SliceStackedBatch.get_valid_mask_function_with_episodeid_key()
+        offsets = backend.asarray(np.array([-2, -1, 0, 1]), dtype=backend.default_index_dtype)
+        view = SliceStackedBatch(batch, offsets, get_valid_mask_function=mask)
+        return BatchCase(view, *window_oracle(samples, episodes))

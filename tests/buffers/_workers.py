@@ -141,7 +141,7 @@ def torn_writer(path: str, log_path: str, base: int, flush_every: int, writes: i
     buffer = ReplayBuffer.load_from(path, backend=NP, read_only=False, single_instance_space=row_space())
     log = Log(log_path)
     storage = buffer.storage
-    original_set = storage.set
+    original_set = storage._set  # what the buffer writes through (normalised indices)
     calls = 0
 
     def set_then_die(index: Any, value: Any) -> None:
@@ -159,7 +159,7 @@ def torn_writer(path: str, log_path: str, base: int, flush_every: int, writes: i
         original_set(index, poisoned)
         os.kill(os.getpid(), signal.SIGKILL)
 
-    storage.set = set_then_die  # type: ignore[method-assign]
+    storage._set = set_then_die  # type: ignore[method-assign]
     log.line(f"R {len(buffer)}")
     written = 0
     while True:

@@ -22,7 +22,7 @@ def test_an_interrupted_snapshot_leaves_the_previous_commit(tmp_path, monkeypatc
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed while writing the snapshot")
 
-    monkeypatch.setattr(MemmapStorage, "set", crash)
+    monkeypatch.setattr(MemmapStorage, "_set", crash)
     with pytest.raises(KeyboardInterrupt):
         buffer.flush()
     monkeypatch.undo()

@@ -275,7 +275,7 @@ def test_a_dict_space_is_refused(tmp_path):
         ({"subsampling": "4:1:1"}, ValueError, "subsampling must be one of"),
         ({"layout": "WHC"}, ValueError, "layout must be one of 'HW', 'HWC', 'CHW'; got 'WHC'"),
         ({"num_threads": 0}, ValueError, "num_threads must be a positive integer or None, got 0"),
-        ({"capacity": 0}, ValueError, "capacity must be positive or None, got 0"),
+        ({"capacity": 0}, ValueError, "capacity must be a positive int or None, got 0"),
         ({"compression": 3}, TypeError, "unexpected arguments"),
         ({"cache_path": None}, UnsupportedOperationError, "needs a cache_path"),
     ],

@@ -23,7 +23,7 @@ from typing_extensions import Self
 
 from unibatch._typing import Array, BArrayType, BatchT, BDeviceType, BDtypeType, BRNGType
 from unibatch.batches._indexing import NormalizedIndex, index_length, is_single, normalize_index
-from unibatch.errors import ReadOnlyError, SpaceMismatchError, UnsupportedOperationError
+from unibatch.errors import ClosedError, ReadOnlyError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import (
     DictSpace,
     Space,
@@ -64,6 +64,8 @@ class BatchBase(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
     before anything is written. Off by default: it reads every value written (``append`` and
     ``extend`` then leave their compiled fast path). Set it per batch; persistent buffers keep
     it in their metadata from their next commit on."""
+    _closed: bool = False
+    """Set by ``close()`` of batches that own resources; writes then raise :class:`ClosedError`."""
     has_expensive_reads: bool = False
     """Whether reading a row costs much more than copying it (decoding video, remote storage);
     window views then read each distinct row once instead of every requested frame."""
@@ -144,6 +146,9 @@ class BatchBase(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         return _unflatten(self._batched_space, value, start_dim=1)
 
     def _check_writable(self, operation: str) -> None:
+        """Refuse a write to a closed or read-only batch (one attribute test each: it is on the hot path)."""
+        if self._closed:
+            raise ClosedError(f"{type(self).__name__} is closed; {operation} is not allowed")
         if not self.is_mutable:
             raise ReadOnlyError(f"{type(self).__name__} is read-only; {operation} is not allowed")
 

@@ -90,7 +90,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_capacity(capacity: Any, where: object) -> int | None:
+def parse_persisted_capacity(capacity: Any, where: object) -> int | None:
     """A persisted capacity: a positive integer, or None for a growable buffer.
 
     Raises:

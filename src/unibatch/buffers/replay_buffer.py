@@ -39,12 +39,13 @@ from unibatch.buffers._metadata import (
     require_fields,
     write_metadata,
 )
-from unibatch.buffers._state import RingState, parse_capacity, parse_ring_state, parse_start
+from unibatch.buffers._state import RingState, parse_persisted_capacity, parse_ring_state, parse_start
 from unibatch.errors import CorruptDataError, RowsOverwrittenError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import Space, batch_size_data, get_at, json_to_space, space_to_json
 from unibatch.spaces._exact import exact_batch_leaves, exact_leaves
 from unibatch.spaces.validation import check_leaf_bounds
 from unibatch.storages import SpaceStorage, storage_class
+from unibatch.storages._directories import new_directory, parse_capacity, removes_on_failure
 from unibatch.storages._safe_paths import resolve_inside
 
 PathLike = str | os.PathLike[str]
@@ -181,14 +182,14 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
     # ------------------------------------------------------------------ reads
     def _get(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Any, Metadata]:
         with self._state.locked():
-            data = self.storage.get(self._physical(index))
+            data = self.storage._get(self._physical(index))
             if self._follows is not None:
                 self._check_not_overtaken(index)
             return data, None
 
     def _get_flattened(self, index: NormalizedIndex, with_metadata: bool) -> tuple[Array, Metadata]:
         with self._state.locked():
-            data = self.storage.get_flattened(self._physical(index))
+            data = self.storage._get_flattened(self._physical(index))
             if self._follows is not None:
                 self._check_not_overtaken(index)
             return data, None
@@ -288,7 +289,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         if column is None:
             column = self._columns[keys] = self.storage.get_column(list(keys))
         with self._state.locked():
-            data = column.get(self._physical(index))
+            data = column._get(self._physical(index))
             if self._follows is not None:
                 self._check_not_overtaken(index)
             return data
@@ -296,19 +297,19 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
     # ------------------------------------------------------------------ writes
     def _set(self, index: NormalizedIndex, value: Any) -> None:
         with self._state.locked():
-            self.storage.set(self._physical(index), value)
+            self.storage._set(self._physical(index), value)
 
     def _set_flattened(self, index: NormalizedIndex, value: Array) -> None:
         with self._state.locked():
-            self.storage.set_flattened(self._physical(index), value)
+            self.storage._set_flattened(self._physical(index), value)
 
     def _extend(self, value: Any) -> None:
         self._write(
-            value, batch_size_data(value) or 0, self.storage.set, lambda part: get_at(self._batched_space, value, part)
+            value, batch_size_data(value) or 0, self.storage._set, lambda part: get_at(self._batched_space, value, part)
         )
 
     def _extend_flattened(self, value: Array) -> None:
-        self._write(value, int(value.shape[0]), self.storage.set_flattened, lambda part: value[part])
+        self._write(value, int(value.shape[0]), self.storage._set_flattened, lambda part: value[part])
 
     def append(self, value: Any) -> None:
         """Append one step; a value that exactly matches the space takes a compiled path (DESIGN §6, W1)."""
@@ -340,7 +341,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
 
     def _append(self, value: Any) -> None:
         """One step: one storage write at one slot, no batch-of-one concatenation."""
-        self._append_row(self.storage.set, value)
+        self._append_row(self.storage._set, value)
 
     def _append_row(self, write: Callable[[int, Any], None], row: Any) -> None:
         state = self._state
@@ -508,6 +509,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             write_metadata(target, self._metadata(self._state.count, self._state.offset, self._state.front))
 
     @staticmethod
+    @removes_on_failure
     def create(
         storage_cls: type[SpaceStorage] | None,
         single_instance_space: Space,
@@ -524,11 +526,18 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
                 and ``MemoryStorage`` without one.
             single_instance_space: the space of one row.
             *args: forwarded to ``storage_cls.create``.
-            cache_path: directory of a persistent buffer (created; must be empty).
+            cache_path: directory of a persistent buffer (created; must be new or empty).
             capacity: ring capacity, or None for a growable buffer.
             multiprocessing: share the ring state with other processes.
             **kwargs: forwarded to ``storage_cls.create``.
+
+        Raises:
+            FileExistsError: ``cache_path`` holds a buffer or anything else (nothing is touched).
+            ValueError: ``capacity`` is not a positive int or None (checked before the disk is).
+
+        A failed call removes what it created (see :mod:`unibatch.storages._directories`).
         """
+        capacity = parse_capacity(capacity)
         if storage_cls is None:
             storage_cls = storage_class("memmap" if cache_path is not None else "memory")
         relative = "storage" + (storage_cls.single_file_ext or "")
@@ -537,7 +546,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             directory = Path(cache_path)
             if (directory / "metadata.json").exists():
                 raise FileExistsError(f"{directory} already holds a buffer; use ReplayBuffer.load_from")
-            directory.mkdir(parents=True, exist_ok=True)
+            new_directory(directory)
             storage_path = directory / relative
         storage = storage_cls.create(
             single_instance_space,
@@ -609,7 +618,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         storage = cls.load_from(
             resolve_inside(path, storage_info["path"], source=Path(path) / METADATA_FILE),
             space,
-            capacity=parse_capacity(metadata["capacity"], Path(path) / METADATA_FILE),
+            capacity=parse_persisted_capacity(metadata["capacity"], Path(path) / METADATA_FILE),
             read_only=read_only,
             multiprocessing=multiprocessing,
             **storage_kwargs,

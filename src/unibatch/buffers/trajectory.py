@@ -49,6 +49,7 @@ from unibatch.buffers.replay_buffer import ReplayBuffer, read_refreshing
 from unibatch.errors import CorruptDataError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import BoxSpace, DictSpace, Space, batch_size_data, batch_space, check_data, get_at
 from unibatch.storages import SpaceStorage
+from unibatch.storages._directories import new_directory, parse_capacity, removes_on_failure
 from unibatch.storages._safe_paths import resolve_inside
 
 PathLike = str | os.PathLike[str]
@@ -541,6 +542,7 @@ class TrajectoryReplayBuffer(
             self._write_own_metadata(target)
 
     @staticmethod
+    @removes_on_failure
     def create(
         step_data_instance_space: Space,
         step_data_storage_cls: type[SpaceStorage] | None,
@@ -562,7 +564,13 @@ class TrajectoryReplayBuffer(
         The episode-id capacity defaults to the step capacity and must equal it. Storage
         classes default to the step class for the ids and to the default persistent/memory
         storage for episode data; ``**kwargs`` go to the step storage only.
+
+        Every capacity is checked before the disk is touched; ``cache_path`` must be new or empty
+        (``FileExistsError`` otherwise), and a failed call removes what it created.
         """
+        step_data_capacity = parse_capacity(step_data_capacity, "step_data_capacity")
+        step_episode_id_capacity = parse_capacity(step_episode_id_capacity, "step_episode_id_capacity")
+        episode_data_capacity = parse_capacity(episode_data_capacity, "episode_data_capacity")
         if step_episode_id_capacity is None:
             step_episode_id_capacity = step_data_capacity
         if step_episode_id_capacity != step_data_capacity:
@@ -573,7 +581,9 @@ class TrajectoryReplayBuffer(
         backend = step_data_instance_space.backend
         root = None if cache_path is None else Path(cache_path)
         if root is not None:
-            root.mkdir(parents=True, exist_ok=True)
+            if (root / "metadata.json").exists():
+                raise FileExistsError(f"{root} already holds a buffer; use TrajectoryReplayBuffer.load_from")
+            new_directory(root)
 
         def where(name: str) -> Path | None:
             return None if root is None else root / name
@@ -715,6 +725,7 @@ class TrajectoryReplayBuffer(
             if front is not None:
                 front.close()
         self._live = self._follows = None
+        self._closed = True
         for part in self._parts():
             part._follows = None  # the trajectory's front: closed above
             part.close()

@@ -83,10 +83,15 @@ def _check_leaf(leaf: Space, value: Any, batch_ndim: int, where: str, bounds: bo
     if not isinstance(leaf, (BoxSpace, BinarySpace)):
         raise SpaceMismatchError(f"{where}: cannot validate values of {leaf!r}")
     backend, expected = leaf.backend, leaf.shape
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        raise SpaceMismatchError(
+            f"object arrays are not supported: got dtype object at key {where!r}; expected dtype "
+            f"{backend.dtype_name(leaf.dtype)} and shape {_shape_text(expected, batch_ndim)}"
+        )
     if not backend.is_backendarray(value):
         if batch_ndim == 0 and expected == () and not isinstance(value, np.ndarray) and scalar_fits(value, leaf.dtype):
             check_scalar(value, leaf.dtype, where)
-            value = backend.asarray(value, dtype=leaf.dtype)
+            value = _scalar_array(leaf, value, where)
         else:
             raise SpaceMismatchError(
                 f"{where}: expected a {backend.simplified_name} array of dtype {backend.dtype_name(leaf.dtype)} "
@@ -182,6 +187,17 @@ def _raise_outside(leaf: BoxSpace, host: np.ndarray, where: str) -> None:
         f"{where}: expected values within [{lo}, {hi}], got {host[at].item()!r}{position}, outside the bounds "
         f"of {leaf!r} ({len(outside)} such value{'s' * (len(outside) != 1)})"
     )
+
+
+def _scalar_array(leaf: Space, value: Any, where: str) -> Any:
+    """A Python scalar as a 0-d array of the leaf's dtype; one the dtype cannot hold is a typed error."""
+    backend = leaf.backend
+    try:
+        return backend.asarray(value, dtype=leaf.dtype)
+    except (OverflowError, ValueError, TypeError):  # e.g. 2**70 (torch says ValueError, NumPy OverflowError)
+        raise SpaceMismatchError(
+            f"{where}: {type(value).__name__} {value!r} does not fit dtype {backend.dtype_name(leaf.dtype)}"
+        ) from None
 
 
 def _shape_text(shape: tuple[int, ...], batch_ndim: int) -> str:

@@ -39,10 +39,10 @@ class LeafColumnStorage(SpaceStorage):
     def __len__(self) -> int:
         return len(self.parent)
 
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         return assemble(self.single_instance_space, self.parent._get_leaves(self._positions, index))  # type: ignore[attr-defined]
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         values = split_value(self.single_instance_space, value)
         self.parent._set_leaves(self._positions, index, values)  # type: ignore[attr-defined]

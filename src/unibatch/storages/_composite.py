@@ -145,6 +145,7 @@ class InnerStorageWrapper(SpaceStorage):
         self.inner.flush()
 
     def close(self) -> None:
+        super().close()
         self.inner.close()
 
     def _sidecar_payload(self) -> dict[str, Any]:
@@ -203,20 +204,20 @@ class ColumnView(SpaceStorage):
     def _resize(self, length: int) -> None:
         self.storage._resize(length)
 
-    def get(self, index: StorageIndex) -> Any:
-        value = self.storage.get(index)
+    def _get(self, index: StorageIndex) -> Any:
+        value = self.storage._get(index)
         for key in self.keys:
             value = value[key]
         return value
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
-        row = self.storage.get(index)
+        row = self.storage._get(index)
         node = row
         for key in self.keys[:-1]:
             node = node[key]
         node[self.keys[-1]] = value
-        self.storage.set(index, row)
+        self.storage._set(index, row)
 
     def get_column(self, nested_keys: Sequence[str]) -> SpaceStorage:
         return ColumnView(self.storage, (*self.keys, *nested_keys))

@@ -28,6 +28,7 @@ from unibatch.storages._composite import (
     read_sidecar,
     resolve_storage_class,
 )
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._leaves import assemble, split_value
 from unibatch.storages._registry import register_storage
 
@@ -67,6 +68,7 @@ class ToBackendOrDeviceStorage(InnerStorageWrapper):
         super().__init__(single_instance_space, inner, directory, relative)
 
     @classmethod
+    @removes_on_failure
     def create(  # type: ignore[override]  # the class of the children comes first, as in the reference
         cls,
         single_instance_space: Space,
@@ -99,6 +101,7 @@ class ToBackendOrDeviceStorage(InnerStorageWrapper):
         """
         inner_cls = resolve_storage_class(inner_storage_cls, "ToBackendOrDeviceStorage inner_storage_cls")
         inner_space = single_instance_space.to(backend=backend, device=device)
+        capacity = parse_capacity(capacity)
         arguments = {"capacity": capacity, "multiprocessing": multiprocessing, **kwargs, **(inner_storage_kwargs or {})}
         if _same_place(single_instance_space, inner_space):
             return inner_cls.create(single_instance_space, *args, cache_path=cache_path, **arguments)
@@ -155,21 +158,21 @@ class ToBackendOrDeviceStorage(InnerStorageWrapper):
         return assemble(space, [_convert_leaf(leaf, backend, device) for leaf in split_value(space, value)])
 
     # ------------------------------------------------------------------ data
-    def get(self, index: StorageIndex) -> Any:
-        return self._move(self.inner.get(self._inner_index(index)), self.backend, self.device)
+    def _get(self, index: StorageIndex) -> Any:
+        return self._move(self.inner._get(self._inner_index(index)), self.backend, self.device)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
-        self.inner.set(self._inner_index(index), self._move(value, self.inner.backend, self.inner.device))
+        self.inner._set(self._inner_index(index), self._move(value, self.inner.backend, self.inner.device))
 
-    def get_flattened(self, index: StorageIndex) -> Array:
+    def _get_flattened(self, index: StorageIndex) -> Array:
         """The inner flat rows, converted: ``(D,)`` for an int, ``(B, D)`` otherwise."""
-        flat = convert(self.inner.get_flattened(self._inner_index(index)), self.backend, self.device)
+        flat = convert(self.inner._get_flattened(self._inner_index(index)), self.backend, self.device)
         return self.backend.xp.astype(flat, flat_dtype(self.single_instance_space), copy=False)
 
-    def set_flattened(self, index: StorageIndex, value: Array) -> None:
+    def _set_flattened(self, index: StorageIndex, value: Array) -> None:
         self._check_writable("set_flattened")
-        self.inner.set_flattened(self._inner_index(index), convert(value, self.inner.backend, self.inner.device))
+        self.inner._set_flattened(self._inner_index(index), convert(value, self.inner.backend, self.inner.device))
 
     def _sidecar_payload(self) -> dict[str, Any]:
         payload = super()._sidecar_payload()

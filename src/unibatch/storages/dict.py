@@ -43,6 +43,7 @@ from unibatch.storages._dict_children import (
     require_dict,
 )
 from unibatch.storages._dict_routes import Route, extract, ordered, place, plan_routes
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._registry import register_storage
 
 
@@ -90,6 +91,7 @@ class DictStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(  # type: ignore[override]  # the class of the children comes first, as in the reference
         cls,
         single_instance_space: Space,
@@ -127,6 +129,7 @@ class DictStorage(SpaceStorage):
         check_kwarg_keys(key_kwargs, classes)
         routes = plan_routes(space, classes, parse_separator(nested_separator))
         names = child_file_names(routes, [classes[route.key] for route in routes])
+        capacity = parse_capacity(capacity)
         directory = prepare_directory(cache_path)
         common = {"capacity": capacity, "multiprocessing": multiprocessing}
         children: list[SpaceStorage] = []
@@ -224,17 +227,17 @@ class DictStorage(SpaceStorage):
         self._length = None
 
     # ------------------------------------------------------------------ data
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         result: dict[str, Any] = {}
         for route, child in zip(self._routes, self._children, strict=True):
-            place(result, route, child.get(index))
+            place(result, route, child._get(index))
         return ordered(self.single_instance_space, result)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         parts = [extract(value, route) for route in self._routes]  # every part found before any write
         for child, part in zip(self._children, parts, strict=True):
-            child.set(index, part)
+            child._set(index, part)
 
     def get_column(self, nested_keys: Sequence[str]) -> SpaceStorage:
         """The child stored at exactly ``nested_keys``, else a view of the children below it."""
@@ -281,6 +284,7 @@ class DictStorage(SpaceStorage):
             child.flush()
 
     def close(self) -> None:
+        super().close()
         if self._owns_children:
             for child in self._children:
                 child.close()

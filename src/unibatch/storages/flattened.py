@@ -26,6 +26,7 @@ from unibatch.storages._composite import (
     read_sidecar,
     resolve_storage_class,
 )
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._registry import register_storage
 
 SIDECAR = "flattened.json"
@@ -63,6 +64,7 @@ class FlattenedStorage(InnerStorageWrapper):
         super().__init__(single_instance_space, inner, directory, relative)
 
     @classmethod
+    @removes_on_failure
     def create(  # type: ignore[override]  # the class of the children comes first, as in the reference
         cls,
         single_instance_space: Space,
@@ -88,6 +90,7 @@ class FlattenedStorage(InnerStorageWrapper):
         """
         inner_cls = resolve_storage_class(inner_storage_cls, "FlattenedStorage inner_storage_cls")
         flat = flatten_space(single_instance_space)
+        capacity = parse_capacity(capacity)
         directory = prepare_directory(cache_path)
         relative = inner_file_name(inner_cls)
         inner = inner_cls.create(
@@ -127,24 +130,24 @@ class FlattenedStorage(InnerStorageWrapper):
         )
         return cls(single_instance_space, inner, directory, relative)
 
-    def get(self, index: StorageIndex) -> Any:
-        flat = self.inner.get(index)
+    def _get(self, index: StorageIndex) -> Any:
+        flat = self.inner._get(index)
         if isinstance(index, int):
             return unflatten_data(self.single_instance_space, flat)
         return unflatten_data(self._batched_space, flat, start_dim=1)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         if isinstance(index, int):
-            self.inner.set(index, flatten_data(self.single_instance_space, value))
+            self.inner._set(index, flatten_data(self.single_instance_space, value))
         else:
-            self.inner.set(index, flatten_data(self._batched_space, value, start_dim=1))
+            self.inner._set(index, flatten_data(self._batched_space, value, start_dim=1))
 
-    def get_flattened(self, index: StorageIndex) -> Array:
+    def _get_flattened(self, index: StorageIndex) -> Array:
         """The stored flat rows: ``(D,)`` for an int, ``(B, D)`` otherwise."""
-        return self.inner.get(index)
+        return self.inner._get(index)
 
-    def set_flattened(self, index: StorageIndex, value: Array) -> None:
+    def _set_flattened(self, index: StorageIndex, value: Array) -> None:
         """Store flat rows ``(D,)`` or ``(B, D)`` as they are."""
         self._check_writable("set_flattened")
-        self.inner.set(index, value)
+        self.inner._set(index, value)

@@ -61,6 +61,7 @@ from unibatch.spaces._tree import nest_paths
 from unibatch.storages._atomic import check_format_version, fsync_directory
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._hdf5_files import (
     WriterLock,
     create_file,
@@ -163,6 +164,7 @@ class HDF5Storage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -200,8 +202,7 @@ class HDF5Storage(SpaceStorage):
                 "HDF5Storage has one writer and cannot be shared for writing; "
                 "other processes open the file with load_from(..., read_only=True) and read through SWMR"
             )
-        if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0):
-            raise ValueError(f"capacity must be a positive int or None, got {capacity!r}")
+        capacity = parse_capacity(capacity)
         path = Path(cache_path)
         if path.exists():
             raise FileExistsError(f"{path} already exists")
@@ -295,8 +296,7 @@ class HDF5Storage(SpaceStorage):
 
     def _handle(self) -> _OpenFile:
         """This process's handles: opened again in a forked child (which never touches its parent's)."""
-        if self._closed:
-            raise UnsupportedOperationError(f"{self!r} is closed")
+        self._check_open()
         opened = self._open_file
         if opened is not None and opened.pid == os.getpid():
             return opened
@@ -331,7 +331,7 @@ class HDF5Storage(SpaceStorage):
             self._length = min((len(dataset) for dataset in opened.datasets), default=0)
 
     # ------------------------------------------------------------------ data
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
@@ -368,7 +368,7 @@ class HDF5Storage(SpaceStorage):
             return texts_to_objects(decode_texts(value))
         return self.backend.from_numpy(value, device=self.device)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
@@ -439,7 +439,7 @@ class HDF5Storage(SpaceStorage):
         """Close the file (a writer flushes it) and release the writer lock; idempotent."""
         if self._closed:
             return
-        self._closed = True
+        super().close()
         opened, self._open_file = self._open_file, None
         if opened is None:
             return

@@ -46,7 +46,7 @@ from unibatch.errors import FormatVersionError, SpaceMismatchError, UnsupportedO
 from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, fsync_directory, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
-from unibatch.storages._directories import new_directory
+from unibatch.storages._directories import new_directory, parse_capacity, removes_on_failure
 from unibatch.storages._image_codec import CorruptImageError, ImageCodec, make_codec
 from unibatch.storages._leaves import host_index, leaf_table
 from unibatch.storages._registry import register_storage
@@ -109,6 +109,7 @@ class ImageStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -151,8 +152,7 @@ class ImageStorage(SpaceStorage):
             raise TypeError(f"ImageStorage.create got unexpected arguments {args or ''} {sorted(kwargs)}")
         if cache_path is None:
             raise UnsupportedOperationError("ImageStorage needs a cache_path (use MemoryStorage for memory)")
-        if capacity is not None and (isinstance(capacity, bool) or capacity <= 0):
-            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        capacity = parse_capacity(capacity)
         if num_threads is not None and (type(num_threads) is not int or num_threads < 1):
             raise ValueError(f"ImageStorage num_threads must be a positive integer or None, got {num_threads!r}")
         codec = make_codec(
@@ -227,7 +227,7 @@ class ImageStorage(SpaceStorage):
         self._length = length
 
     # ------------------------------------------------------------------ data
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         on_host = host_index(index)
         if isinstance(on_host, (int, np.integer)):
             frames = self._read(np.array([on_host], np.int64))[0]
@@ -252,7 +252,7 @@ class ImageStorage(SpaceStorage):
         self._run_chunks(decode, slots.size)
         return frames
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         """Encode the frames at ``index``; nothing is written unless every frame fits and encodes."""
         self._check_writable("set")
         on_host = host_index(index)
@@ -405,6 +405,7 @@ class ImageStorage(SpaceStorage):
 
     def close(self) -> None:
         """Shut the thread pool down (written rows stay where they are; :meth:`flush` makes them durable)."""
+        super().close()
         executor, self._executor = self._executor, None
         if executor is not None and self._executor_pid == os.getpid():
             executor.shutdown(wait=True)

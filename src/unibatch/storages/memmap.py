@@ -32,7 +32,7 @@ from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
-from unibatch.storages._directories import new_directory
+from unibatch.storages._directories import new_directory, parse_capacity, removes_on_failure
 from unibatch.storages._host_rows import HostRows
 from unibatch.storages._integrity import check_file_sizes
 from unibatch.storages._leaves import (
@@ -102,6 +102,7 @@ class MemmapStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -127,8 +128,7 @@ class MemmapStorage(SpaceStorage):
             raise TypeError(f"MemmapStorage.create got unexpected arguments {args or ''} {sorted(kwargs)}")
         if cache_path is None:
             raise UnsupportedOperationError("MemmapStorage needs a cache_path (use MemoryStorage for memory)")
-        if capacity is not None and capacity <= 0:
-            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        capacity = parse_capacity(capacity)
         path = new_directory(cache_path)
         rows = capacity if capacity is not None else max(int(initial_rows), 1)
         leaves = leaf_table(single_instance_space)
@@ -226,7 +226,7 @@ class MemmapStorage(SpaceStorage):
         self._length = length
 
     # ------------------------------------------------------------------ data
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         return assemble(self.single_instance_space, self._get_leaves(self._all_leaves, index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
@@ -235,7 +235,7 @@ class MemmapStorage(SpaceStorage):
             self._ensure_rows(_max_row(on_host) + 1)
         return self._host_rows().read(tuple(positions), on_host)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
@@ -277,6 +277,7 @@ class MemmapStorage(SpaceStorage):
         _write_sidecar(target, self.capacity, self._rows, self._length, self._leaves, self._packing)
 
     def close(self) -> None:
+        super().close()
         self._arrays = self._packed_rows = None
         if self._owner_pid is not None and self._owner_pid == os.getpid():  # never from a forked child
             shutil.rmtree(self._temporary_root or self.cache_filename, ignore_errors=True)

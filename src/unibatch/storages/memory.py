@@ -15,6 +15,7 @@ from typing_extensions import Self
 from unibatch.spaces import Space
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._host_reads import copy_rows
 from unibatch.storages._host_rows import HostRows
 from unibatch.storages._leaves import Leaf, assemble, assign_leaves, host_index, leaf_table, split_value
@@ -58,6 +59,7 @@ class MemoryStorage(SpaceStorage):
         self._length = length
 
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -71,8 +73,7 @@ class MemoryStorage(SpaceStorage):
         """Allocate zero-filled arrays for ``capacity`` rows (``None``: growable)."""
         if args or kwargs:
             raise TypeError(f"MemoryStorage.create got unexpected arguments {args or ''} {sorted(kwargs)}")
-        if capacity is not None and capacity <= 0:
-            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        capacity = parse_capacity(capacity)
         if multiprocessing:
             root = SHARED_MEMORY_ROOT if Path(SHARED_MEMORY_ROOT).is_dir() else None
             directory = Path(tempfile.mkdtemp(prefix="unibatch-", dir=root)) / "storage"
@@ -103,7 +104,7 @@ class MemoryStorage(SpaceStorage):
         if source.capacity is None:
             storage._resize(length)
         if length:
-            storage.set(slice(0, length), source.get(slice(0, length)))
+            storage.set(slice(0, length), source._get(slice(0, length)))
         storage.is_mutable = not read_only
         source.close()
         return storage
@@ -149,7 +150,7 @@ class MemoryStorage(SpaceStorage):
             self._find_host_views()
         self._length = length
 
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         return assemble(self.single_instance_space, self._get_leaves(self._all_leaves, index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
@@ -167,7 +168,7 @@ class MemoryStorage(SpaceStorage):
                 values.append(self.backend.xp.take(array, index, axis=0))
         return values
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
@@ -241,7 +242,7 @@ class MemoryStorage(SpaceStorage):
         if self.capacity is None:
             target._resize(self._length)
         if self._length:
-            target.set(slice(0, self._length), self.get(slice(0, self._length)))
+            target._set(slice(0, self._length), self.get(slice(0, self._length)))
         target.flush()
         target.close()
 

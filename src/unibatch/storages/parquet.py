@@ -46,7 +46,7 @@ from unibatch.storages import _parquet_arrow as arrow
 from unibatch.storages._atomic import fsync_directory
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
-from unibatch.storages._directories import new_directory
+from unibatch.storages._directories import new_directory, parse_capacity, removes_on_failure
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
 from unibatch.storages._parquet_layout import (
     SIDECAR,
@@ -133,6 +133,7 @@ class ParquetStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -166,8 +167,7 @@ class ParquetStorage(SpaceStorage):
         if cache_path is None:
             raise UnsupportedOperationError("ParquetStorage needs a cache_path (use MemoryStorage for memory)")
         _refuse_sharing(multiprocessing, read_only=False)
-        if capacity is not None and capacity <= 0:
-            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        capacity = parse_capacity(capacity)
         if rows_per_file is not None and rows_per_file <= 0:
             raise ValueError(f"rows_per_file must be positive or None, got {rows_per_file}")
         if not isinstance(separator, str) or not separator:
@@ -269,7 +269,7 @@ class ParquetStorage(SpaceStorage):
         return Segment.zeros(self._leaves, length, length)
 
     # ------------------------------------------------------------------ reads
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
@@ -288,7 +288,7 @@ class ParquetStorage(SpaceStorage):
         else:
             rows = np.asarray(on_host, dtype=np.int64).reshape(-1)
         if not self.is_mutable and not self._foreign and rows.size and int(rows.max()) >= self._length:
-            self._refresh()
+            self.refresh()
         return rows
 
     def _read(self, positions: list[int], rows: np.ndarray) -> list[np.ndarray]:
@@ -301,7 +301,7 @@ class ParquetStorage(SpaceStorage):
                 if self.is_mutable or self._foreign or attempt >= READ_ATTEMPTS:
                     raise
                 attempt += 1
-                self._refresh()
+                self.refresh()
 
     def _gather(self, positions: list[int], rows: np.ndarray) -> list[np.ndarray]:
         """One ``np.take`` per (range, leaf), scattered into the request order; rows no range holds read as zeros."""
@@ -371,12 +371,14 @@ class ParquetStorage(SpaceStorage):
             return texts_to_objects(value)
         return self.backend.from_numpy(value, device=self.device)
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
         """Re-read ``parquet.json`` (read-only storages): rows and files committed by a writer since."""
+        if self.is_mutable or self._foreign:
+            return  # a writer sees its own rows; a foreign file is not written by unibatch
         self._adopt(read_parquet_sidecar(self.cache_filename))
 
     # ------------------------------------------------------------------ writes
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
     def set_leaves(self, index: int | slice, leaves: Sequence[Any]) -> None:
@@ -517,6 +519,7 @@ class ParquetStorage(SpaceStorage):
 
     def close(self) -> None:
         """Drop cached columns and unflushed rows (call :meth:`flush` first to keep them); idempotent."""
+        super().close()
         self._cache.clear()
         self._segments, self._tail, self._table = {}, None, None
 

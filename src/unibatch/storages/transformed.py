@@ -25,6 +25,7 @@ from unibatch.storages._composite import (
     read_sidecar,
     resolve_storage_class,
 )
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._registry import register_storage
 from unibatch.transformations import DataTransformation, json_to_transformation, transformation_to_json
 
@@ -69,6 +70,7 @@ class TransformedStorage(InnerStorageWrapper):
         self._batched_target_space = batch_space(target, 1)
 
     @classmethod
+    @removes_on_failure
     def create(  # type: ignore[override]  # the class of the children comes first, as in the reference
         cls,
         single_instance_space: Space,
@@ -98,6 +100,7 @@ class TransformedStorage(InnerStorageWrapper):
         target = _target_space(data_transformation, single_instance_space)
         if cache_path is not None:  # fail before creating anything when it cannot be persisted
             transformation_to_json(data_transformation, single_instance_space)
+        capacity = parse_capacity(capacity)
         directory = prepare_directory(cache_path)
         relative = inner_file_name(inner_cls)
         inner = inner_cls.create(
@@ -138,15 +141,15 @@ class TransformedStorage(InnerStorageWrapper):
         )
         return cls(single_instance_space, transformation, inner, directory, relative)
 
-    def get(self, index: StorageIndex) -> Any:
-        stored = self.inner.get(index)
+    def _get(self, index: StorageIndex) -> Any:
+        stored = self.inner._get(index)
         source = self._target_space if isinstance(index, int) else self._batched_target_space
         return self._inverse.transform(source, stored)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         source = self.single_instance_space if isinstance(index, int) else self._batched_space
-        self.inner.set(index, self.transformation.transform(source, value))
+        self.inner._set(index, self.transformation.transform(source, value))
 
     def _sidecar_payload(self) -> dict[str, Any]:
         payload = super()._sidecar_payload()

@@ -54,7 +54,7 @@ from unibatch.errors import FormatVersionError, IndexOutOfRangeError, SpaceMisma
 from unibatch.spaces import Space
 from unibatch.storages._atomic import atomic_write_json, read_sidecar
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
-from unibatch.storages._directories import new_directory
+from unibatch.storages._directories import new_directory, parse_capacity, removes_on_failure
 from unibatch.storages._leaves import host_index, leaf_table
 from unibatch.storages._registry import register_storage
 from unibatch.storages._safe_paths import (
@@ -153,6 +153,7 @@ class VideoStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -206,8 +207,7 @@ class VideoStorage(SpaceStorage):
             raise UnsupportedOperationError(
                 "VideoStorage has one writing process; share it by opening readers with load_from(read_only=True)"
             )
-        if capacity is not None and (isinstance(capacity, bool) or capacity <= 0):
-            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        capacity = parse_capacity(capacity)
         for name, value in (
             ("segment_frames", segment_frames),
             ("decoder_cache_size", decoder_cache_size),
@@ -297,7 +297,7 @@ class VideoStorage(SpaceStorage):
         self._length = length
 
     # ------------------------------------------------------------------ reads
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         on_host = host_index(index)
         frames = self._read(self._slots(on_host))
         value = frames[0] if _is_single(on_host) else frames
@@ -351,6 +351,11 @@ class VideoStorage(SpaceStorage):
                 f"VideoStorage: slot {int(slots.max())} is not committed; {self.cache_filename} holds {self._length}"
             )
 
+    def refresh(self) -> None:
+        """Read-only: adopt the frames and files a writer committed since this storage last looked."""
+        if not self.is_mutable:
+            self._reload()
+
     def _reload(self) -> bool:
         """Adopt the index on disk if it changed since it was read; whether it did."""
         signature = _sidecar_signature(self.cache_filename)
@@ -364,7 +369,7 @@ class VideoStorage(SpaceStorage):
         return True
 
     # ------------------------------------------------------------------ writes
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         """Keep frames for ``index`` in memory until the next flush (checked first: nothing changes on error)."""
         self._check_writable("set")
         on_host = host_index(index)
@@ -467,6 +472,7 @@ class VideoStorage(SpaceStorage):
 
     def close(self) -> None:
         """Close open files and drop pending frames (call :meth:`flush` first to keep them); idempotent."""
+        super().close()
         self._decoders.close()
         self._pending.clear()
 

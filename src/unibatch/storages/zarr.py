@@ -54,6 +54,7 @@ from unibatch.storages import _zarr_store as stores
 from unibatch.storages._atomic import check_format_version
 from unibatch.storages._base import PathLike, SpaceStorage, StorageIndex
 from unibatch.storages._column import LeafColumnStorage
+from unibatch.storages._directories import parse_capacity, removes_on_failure
 from unibatch.storages._leaves import Leaf, assemble, host_index, leaf_table, split_value, texts_to_objects
 from unibatch.storages._registry import register_storage
 from unibatch.storages._safe_paths import resolve_inside
@@ -112,6 +113,7 @@ class ZarrStorage(SpaceStorage):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    @removes_on_failure
     def create(
         cls,
         single_instance_space: Space,
@@ -146,8 +148,7 @@ class ZarrStorage(SpaceStorage):
             raise TypeError(f"ZarrStorage.create got unexpected arguments {args or ''} {sorted(kwargs)}")
         if cache_path is None:
             raise UnsupportedOperationError("ZarrStorage needs a cache_path (a directory or an fsspec URL)")
-        if capacity is not None and capacity <= 0:
-            raise ValueError(f"capacity must be positive or None, got {capacity}")
+        capacity = parse_capacity(capacity)
         if isinstance(initial_rows, bool) or not isinstance(initial_rows, int) or initial_rows < 1:
             raise ValueError(f"initial_rows must be a positive int, got {initial_rows!r}")
         leaves = leaf_table(single_instance_space)
@@ -246,7 +247,7 @@ class ZarrStorage(SpaceStorage):
         self._rows = rows
 
     # ------------------------------------------------------------------ data
-    def get(self, index: StorageIndex) -> Any:
+    def _get(self, index: StorageIndex) -> Any:
         return assemble(self.single_instance_space, self._get_leaves(range(len(self._leaves)), index))
 
     def _get_leaves(self, positions: Sequence[int], index: StorageIndex) -> list[Any]:
@@ -259,7 +260,7 @@ class ZarrStorage(SpaceStorage):
             return texts_to_objects(value)
         return self.backend.from_numpy(value, device=self.device)
 
-    def set(self, index: StorageIndex, value: Any) -> None:
+    def _set(self, index: StorageIndex, value: Any) -> None:
         self._check_writable("set")
         self._set_leaves(range(len(self._leaves)), index, split_value(self.single_instance_space, value))
 
@@ -338,6 +339,7 @@ class ZarrStorage(SpaceStorage):
         return [f"chunk {key} is missing" for key in missing_chunks(self._open(), self._local_root, slots)]
 
     def close(self) -> None:
+        super().close()
         self._group = None
         self._arrays = None
 

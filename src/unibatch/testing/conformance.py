@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from unibatch.backends import ComputeBackend, get_backend_or_none
 from unibatch.batches import BatchBase
 from unibatch.errors import IndexOutOfRangeError, InvalidIndexError, ReadOnlyError, SpaceMismatchError
-from unibatch.spaces import batch_space, flat_dim, flatten_data
+from unibatch.spaces import batch_space, concatenate, flat_dim, flatten_data
 
 
 @dataclass
@@ -195,6 +195,62 @@ class BatchTests:
             batch.get_at(np.ones(n + 1, dtype=bool))
         with pytest.raises(InvalidIndexError, match="1-D"):
             batch.get_at(np.zeros((1, 1), dtype=np.int64))
+
+    def test_more_index_forms(self, case: BatchCase, backend: ComputeBackend) -> None:
+        """Steps, empty indices, and caller index arrays that are never rewritten in place."""
+        n = len(case.samples)
+        empties: list[Any] = [[], np.array([], dtype=np.int64), slice(n, n), np.zeros(n, dtype=bool)]
+        for index in [*empties, slice(None, None, 3), slice(-1, None, -2), slice(-2, None), slice(0, n + 5)]:
+            self.check_read(case, index)
+        if not n:
+            return
+        callers = [np.array([-1, 0, -n]), backend.asarray(np.array([-1, 0, -n]), dtype=backend.default_index_dtype)]
+        for caller in callers:
+            before = np.array(host(caller), copy=True)
+            self.check_read(case, caller)
+            np.testing.assert_array_equal(host(caller), before)
+
+    def test_more_bad_indices(self, case: BatchCase, backend: ComputeBackend) -> None:
+        n = len(case.samples)
+        batch = case.batch
+        with pytest.raises(IndexOutOfRangeError, match=f"index {-n - 1} is out of range for length {n}"):
+            batch.get_at(-n - 1)
+        with pytest.raises(IndexOutOfRangeError, match=f"mask must have the length {n}"):
+            batch.get_at(backend.asarray(np.ones(n + 2, dtype=bool)))
+        with pytest.raises(InvalidIndexError, match="step cannot be zero"):
+            batch.get_at(slice(0, n, 0))
+        if n > 1:
+            with pytest.raises(IndexOutOfRangeError, match=f"mask must have the length {n}"):
+                batch.get_at(np.ones(n - 1, dtype=bool))
+
+    def test_set_then_get_every_index_form(self, case: BatchCase, backend: ComputeBackend) -> None:
+        """Writes with negative indices, steps, masks and arrays land where reads find them."""
+        batch, n = case.batch, len(case.samples)
+        if not batch.is_mutable or case.new_sample is None or n < 2:
+            pytest.skip("needs a mutable batch of two or more samples and a new_sample")
+        space = batch.single_space
+        new = host(case.new_sample)
+        rows_of: list[tuple[Any, list[int]]] = [
+            (-2, [n - 2]),
+            (slice(None, None, -2), list(range(n - 1, -1, -2))),
+            (np.arange(n) % 2 == 1, list(range(1, n, 2))),
+            (np.array([-1, 0]), [n - 1, 0]),
+            (backend.asarray(np.array([0, -1]), dtype=backend.default_index_dtype), [0, n - 1]),
+        ]
+        for index, rows in rows_of:
+            before = None if isinstance(index, (int, slice)) else np.array(host(index), copy=True)
+            value = case.new_sample if isinstance(index, int) else concatenate(space, [case.new_sample] * len(rows))
+            batch.set_at(index, value)
+            if before is not None:
+                np.testing.assert_array_equal(host(index), before)
+            # Only the written rows are compared: rows may share parts (a trajectory's episode data).
+            assert_tree_equal(batch.get_at(rows), stack_samples([new] * len(rows)))
+        expected = host(batch.get_at(slice(None)))
+        with pytest.raises(IndexOutOfRangeError, match=f"index {n} is out of range for length {n}"):
+            batch.set_at(n, case.new_sample)
+        with pytest.raises(IndexOutOfRangeError, match=f"mask must have the length {n}"):
+            batch.set_at(np.ones(n + 1, dtype=bool), concatenate(space, [case.new_sample] * (n + 1)))
+        assert_tree_equal(batch.get_at(slice(None)), expected)  # the refused writes changed nothing
 
     @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(data=st.data())

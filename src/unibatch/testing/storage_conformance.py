@@ -13,6 +13,10 @@ and :meth:`StorageTests.make_sample`. When :meth:`StorageTests.buffer_storage` n
 and its ``create`` keywords, the suite also runs the storage under ``ReplayBuffer`` (fixed ring,
 growable, ``dumps``/``load_from``), ``TrajectoryReplayBuffer``, and a writer process with a
 reader that must only ever see committed rows.
+Every storage also runs the index contract of DESIGN.md §3 through its public ``get``/``set``
+(negative indices, steps, masks, empty indices, typed errors, caller arrays left as they were,
+``set`` then ``get`` surviving ``dumps``), :class:`~unibatch.errors.ClosedError` after ``close``,
+and ``create`` refusing bad capacities and non-empty directories without leaving anything behind.
 The test module must provide a ``backend`` fixture (numpy, torch, jax).
 """
 
@@ -23,14 +27,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import optree
 import pytest
 
 from unibatch import BinarySpace, BoxSpace, DictSpace, TextSpace
-from unibatch.backends import ComputeBackend
-from unibatch.errors import ReadOnlyError
+from unibatch.backends import ComputeBackend, get_backend_or_none
+from unibatch.errors import ClosedError, IndexOutOfRangeError, InvalidIndexError, ReadOnlyError
 from unibatch.spaces import Space, concatenate
 from unibatch.storages import SpaceStorage
-from unibatch.testing.conformance import assert_tree_equal, stack_samples
+from unibatch.storages._leaves import split_value
+from unibatch.testing.conformance import assert_tree_equal, host, stack_samples
 
 
 def storage_space(backend: ComputeBackend, text: bool = True) -> Space:
@@ -192,6 +198,172 @@ class StorageTests:
         storage.close()
         storage.close()
 
+    # ------------------------------------------------------------------ index forms (DESIGN.md §3)
+    def test_index_forms_read(self, backend: ComputeBackend, space: Space, tmp_path: Path) -> None:
+        """Every index form means the same on every storage; the caller's index arrays stay as they were."""
+        storage = self.make_storage(backend, space, 5, tmp_path / "s")
+        samples = self.fill(storage, backend, 5)
+        expected = np.arange(5)
+        forms: list[Any] = [
+            slice(None, None, 2),
+            slice(None, None, -1),
+            slice(4, 0, -2),
+            slice(-3, None),
+            slice(1, 99),
+            Ellipsis,
+            [-1, 0, -5, 4],
+            np.array([True, False, True, True, False]),
+            backend.asarray(np.array([False, True, False, False, True])),
+            backend.asarray(np.array([-2, 3, -2]), dtype=backend.default_index_dtype),
+        ]
+        for form in forms:
+            rows = expected[form if not _is_backend_array(form) else _to_numpy(form)].tolist()
+            assert_tree_equal(storage.get(form), stack_samples([samples[i] for i in rows]))
+        for single in (-1, -5, np.int64(-2), backend.asarray(-1, dtype=backend.default_index_dtype)):
+            assert_tree_equal(storage.get(single), samples[int(_to_numpy(single)) % 5])
+        for caller in (
+            np.array([-1, 0, -5]),
+            backend.asarray(np.array([-1, 0, -5]), dtype=backend.default_index_dtype),
+        ):
+            before = np.array(_to_numpy(caller), copy=True)
+            assert_tree_equal(storage.get(caller), stack_samples([samples[4], samples[0], samples[0]]))
+            np.testing.assert_array_equal(_to_numpy(caller), before)  # never rewritten in place
+        empties: list[Any] = [[], np.array([], dtype=np.int64), slice(2, 2), np.zeros(5, dtype=bool)]
+        for empty in empties:
+            _assert_empty_batch(storage.get(empty))
+        storage.close()
+
+    def test_index_errors(self, backend: ComputeBackend, space: Space, tmp_path: Path) -> None:
+        """Out of range, wrong-length masks and unaccepted forms raise typed errors, for get and set."""
+        storage = self.make_storage(backend, space, 5, tmp_path / "s")
+        samples = self.fill(storage, backend, 5)
+        value = samples[1]
+        for bad in (
+            5,
+            -6,
+            [0, 5],
+            np.array([-6]),
+            backend.asarray(np.array([1, 7]), dtype=backend.default_index_dtype),
+        ):
+            with pytest.raises(IndexOutOfRangeError, match="out of range for length 5"):
+                storage.get(bad)
+        with pytest.raises(IndexOutOfRangeError, match="index 5 is out of range for length 5"):
+            storage.set(5, value)
+        with pytest.raises(IndexOutOfRangeError, match="index -6 is out of range for length 5"):
+            storage.set(-6, value)
+        for mask in (np.ones(4, dtype=bool), np.ones(6, dtype=bool)):
+            with pytest.raises(IndexOutOfRangeError, match="mask must have the length 5"):
+                storage.get(mask)
+            with pytest.raises(IndexOutOfRangeError, match="mask must have the length 5"):
+                storage.set(mask, concatenate(space, [value] * int(mask.sum())))
+        for bad in (True, 1.5, slice(0, 5, 0), np.zeros((1, 1), dtype=np.int64), np.array([0.5])):
+            with pytest.raises(InvalidIndexError):
+                storage.get(bad)
+        with pytest.raises(InvalidIndexError, match="step cannot be zero"):
+            storage.set(slice(0, 5, 0), concatenate(space, samples))
+        assert_tree_equal(storage.get(slice(0, 5)), stack_samples(samples))  # the failed writes changed nothing
+        storage.close()
+
+    def test_index_forms_write(self, backend: ComputeBackend, space: Space, tmp_path: Path) -> None:
+        """``set`` then ``get`` round-trips with every index form, also after ``dumps`` and a reload."""
+        path = tmp_path / "s"
+        storage = self.make_storage(backend, space, 5, path)
+        rows = self.fill(storage, backend, 5)
+        new = self.samples(backend, 10, 15)
+        storage.set(-1, new[0])
+        rows[4] = new[0]
+        steps = slice(None, None, -2)  # rows 4, 2, 0
+        storage.set(steps, concatenate(space, new[1:4]))
+        rows[4], rows[2], rows[0] = new[1], new[2], new[3]
+        mask = np.array([False, True, False, True, False])
+        caller = np.array([-4, -2])  # rows 1 and 3, as the mask
+        before = caller.copy()
+        storage.set(caller, concatenate(space, new[3:5]))
+        np.testing.assert_array_equal(caller, before)
+        rows[1], rows[3] = new[3], new[4]
+        assert_tree_equal(storage.get(mask), stack_samples([rows[1], rows[3]]))
+        storage.set(backend.asarray(mask), storage.get(np.array([3, 1])))  # swap rows 1 and 3
+        rows[1], rows[3] = rows[3], rows[1]
+        empty = storage.get(slice(0, 0))
+        nothings: list[Any] = [slice(3, 3), [], np.zeros(5, dtype=bool)]
+        for nothing in nothings:
+            storage.set(nothing, empty)
+        assert_tree_equal(storage.get(slice(None)), stack_samples(rows))
+        assert_tree_equal(storage.get(-1), rows[4])
+        if self.persistent:
+            storage.dumps(path)
+            storage.close()
+            with self.load_storage(storage, path, space, read_only=True) as loaded:
+                assert len(loaded) == 5
+                assert_tree_equal(loaded.get(slice(None)), stack_samples(rows))
+        storage.close()
+
+    def test_flattened_negative_indices(self, backend: ComputeBackend, tmp_path: Path) -> None:
+        if backend.simplified_name not in self.backends:
+            pytest.skip("backend not supported")
+        space = self.make_space(backend, text=False)
+        storage = self.make_storage(backend, space, 3, tmp_path / "s")
+        samples = [self.make_sample(backend, i, text=False) for i in range(3)]
+        storage.set(slice(0, 3), concatenate(space, samples))
+        last = storage.get_flattened(2)
+        assert_tree_equal(storage.get_flattened(-1), last)
+        assert_tree_equal(storage.get_flattened([-1, 0]), storage.get_flattened(np.array([2, 0])))
+        with pytest.raises(IndexOutOfRangeError, match="index 3 is out of range for length 3"):
+            storage.get_flattened(3)
+        storage.set_flattened(-3, last)
+        assert_tree_equal(storage.get(0), samples[2])
+        storage.close()
+
+    # ------------------------------------------------------------------ lifecycle and create
+    def test_closed_storage_refuses_reads_and_writes(
+        self, backend: ComputeBackend, space: Space, tmp_path: Path
+    ) -> None:
+        storage = self.make_storage(backend, space, 2, tmp_path / "s")
+        sample = self.make_sample(backend, 1, self.text)
+        storage.set(0, sample)
+        storage.close()
+        with pytest.raises(ClosedError, match="closed"):
+            storage.set(0, sample)
+        with pytest.raises(ClosedError, match="closed"):
+            storage.set_leaves(0, split_value(space, sample))
+        with pytest.raises(ClosedError, match="closed"):
+            storage.get(0)
+        if self.growable:
+            growable = self.make_storage(backend, space, None, tmp_path / "g")
+            growable.close()
+            with pytest.raises(ClosedError, match="closed"):
+                growable.extend_length(1)
+
+    @pytest.mark.parametrize("capacity", [True, 2.5, 0, -1, "3"])
+    def test_create_refuses_bad_capacity_and_leaves_nothing(
+        self, backend: ComputeBackend, space: Space, tmp_path: Path, capacity: Any
+    ) -> None:
+        path = tmp_path / "new" / "s"
+        with pytest.raises(ValueError, match="capacity must be a positive int or None"):
+            self.make_storage(backend, space, capacity, path)
+        assert not (tmp_path / "new").exists()
+        self.make_storage(backend, space, 2, path).close()  # the corrected retry works
+
+    def test_create_refuses_a_non_empty_directory(self, backend: ComputeBackend, space: Space, tmp_path: Path) -> None:
+        path = tmp_path / "s"
+        self.make_storage(backend, space, 2, path).close()
+        if not path.exists():
+            pytest.skip("the storage does not live at the path it is given")
+        listing = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+        with pytest.raises(FileExistsError, match=str(path)):
+            self.make_storage(backend, space, 2, path)
+        assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == listing  # untouched
+        if path.is_dir():
+            foreign = tmp_path / "foreign"
+            foreign.mkdir()
+            (foreign / "notes.txt").write_text("mine")
+            with pytest.raises(FileExistsError, match=str(foreign)):
+                self.make_storage(backend, space, 2, foreign)
+            assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+            empty = tmp_path / "empty"
+            empty.mkdir()
+            self.make_storage(backend, space, 2, empty).close()  # an empty directory is accepted
+
     # ------------------------------------------------------------------ under the buffers
     def _buffer_storage(self, backend: ComputeBackend) -> tuple[type[SpaceStorage], dict[str, Any]]:
         if backend.simplified_name not in self.backends:
@@ -304,6 +476,21 @@ class StorageTests:
         finally:
             writer.join(timeout=60)
         assert writer.exitcode == 0 and seen == 48
+
+
+def _is_backend_array(value: Any) -> bool:
+    return get_backend_or_none(value) is not None and not isinstance(value, np.ndarray)
+
+
+def _to_numpy(value: Any) -> Any:
+    backend = get_backend_or_none(value)
+    return value if backend is None else np.asarray(backend.to_numpy(value))
+
+
+def _assert_empty_batch(batch: Any) -> None:
+    """Every leaf of ``batch`` holds zero rows."""
+    leaves = optree.tree_leaves(host(batch), none_is_leaf=True)
+    assert leaves and all(len(leaf) == 0 for leaf in leaves), f"expected an empty batch, got {batch!r}"
 
 
 def _append_and_flush(suite: StorageTests, path: Path, rows: int, every: int) -> None:
