@@ -372,6 +372,9 @@ def test_decode_video_false_and_feature_selection(copy_of_v3: Path, arrays) -> N
 
 
 def test_missing_info_and_unsupported_version(copy_of_v3: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"empty does not exist"):
+        open_lerobot(tmp_path / "empty", NumpyComputeBackend)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"no meta/info.json"):
         open_lerobot(tmp_path / "empty", NumpyComputeBackend)
     info = json.loads((copy_of_v3 / "meta/info.json").read_text())
