@@ -42,7 +42,8 @@ def scalar_fits(x: Any, space_dtype: Any) -> bool:
     """Whether a scalar fits a shape-``()`` leaf.
 
     NumPy scalars are judged by dtype; Python scalars by kind (a bool fits everything, an int
-    fits integer and floating dtypes, a float floating ones).
+    fits integer dtypes whose range holds it and floating ones within int64's range, a float
+    floating ones).
     """
     if isinstance(x, np.generic):
         return fits(x.dtype, space_dtype)
@@ -50,10 +51,19 @@ def scalar_fits(x: Any, space_dtype: Any) -> bool:
     if isinstance(x, bool):
         return True
     if isinstance(x, int):
-        return target in "iufc"
+        # Within the range of an integer dtype, or of int64 for a floating one (what every backend
+        # converts; 2**70 fits neither: pass float(2**70) for a floating leaf).
+        low, high = _int_range(dtype_to_name(space_dtype) if target in "iu" else "int64")
+        return target in "iufc" and low <= x <= high
     if isinstance(x, float):
         return target in "fc"
     return False
+
+
+@functools.cache
+def _int_range(name: str) -> tuple[int, int]:
+    info = np.iinfo(name)
+    return int(info.min), int(info.max)
 
 
 def _numpy_name(name: str) -> str:
