@@ -16,6 +16,18 @@ reading returned bytes that were committed and not overwritten while it ran (DES
 
 A single aligned 8-byte store and load are atomic on the platforms NumPy supports; no lock or
 sequence counter is needed for one word.
+
+**The committed rows are the metadata's rows that the front has not passed** (:func:`settle`).
+The writer publishes a larger ``start`` before it writes ``metadata.json``, so a writer killed
+between the two leaves ``commits.live`` ahead of the metadata: it had announced those rows as
+leaving. Every opener applies the same rule to what it reads, the metadata first and the word
+after it: a reader at open, at ``refresh()`` and when it catches up after a read, and a writer
+reopening read-write, which adopts the settled state and publishes it again. So after a crash a
+read-only reader, a writer, ``unibatch verify`` and a trajectory buffer all see the same rows,
+whether or not a writer is alive, and nobody has to ask. The cost is the rows the killed writer
+had announced: at most the commit reserve of the oldest rows of a full ring (README "Persistence
+and crashes"), or every row when it was killed inside ``clear()``. A writer never publishes a
+``start`` below the settled one, so the rule never brings a row back whose slot may have changed.
 """
 
 from __future__ import annotations
@@ -89,6 +101,49 @@ class CommitFront:
     def __reduce__(self) -> tuple[type[CommitFront], tuple[Path, bool]]:
         """A buffer pickled to another process (``spawn`` workers) maps the same file there."""
         return CommitFront, (self.path, self.writable)
+
+
+def settle(count: int, offset: int, start: int, published: int | None, capacity: int | None) -> tuple[int, int, int]:
+    """The committed ``(count, offset, start)`` of a commit once the rows the front passed are dropped.
+
+    Args:
+        count: rows of the commit (``metadata.json``, or a reader's snapshot).
+        offset: physical slot of its logical row 0.
+        start: absolute number of its logical row 0.
+        published: the ``start`` read from ``commits.live`` *after* the commit was read, or None
+            when the directory has no front (buffers written before it).
+        capacity: ring capacity, or None for a growable buffer (whose front moves only when
+            ``clear()`` drops every row).
+
+    >>> settle(count=10, offset=7, start=40, published=43, capacity=12)  # 3 rows left the front
+    (7, 10, 43)
+    >>> settle(count=10, offset=7, start=40, published=38, capacity=12)  # the front is behind: as committed
+    (10, 7, 40)
+    >>> settle(count=10, offset=7, start=40, published=55, capacity=12)  # every row left
+    (0, 0, 55)
+    """
+    if published is None or published <= start:
+        return count, offset, start
+    dropped = published - start
+    if dropped >= count or capacity is None:
+        return 0, 0, published
+    return count - dropped, (offset + dropped) % capacity, published
+
+
+def published_start(directory: str | os.PathLike[str]) -> int | None:
+    """What a writer reopening ``directory`` must settle its commit with (:func:`settle`).
+
+    None when there is no front, or one that is not ours (the writer makes a new one: with no
+    writer alive, ``metadata.json`` alone is the commit).
+    """
+    try:
+        front = CommitFront(Path(directory) / LIVE_FILE, writable=False)
+    except (FileNotFoundError, CorruptDataError):
+        return None
+    try:
+        return front.start
+    finally:
+        front.close()
 
 
 def _create(path: Path) -> None:
