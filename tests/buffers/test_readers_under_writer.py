@@ -274,6 +274,79 @@ def test_a_trajectory_reader_catches_up_and_refreshes(tmp_path):
     reader.close()
 
 
+class MovingFront:
+    """A reader's commit front whose writer acts right before the loads of ``start`` number ``at`` and ``at + 1``.
+
+    The writer's front moves up (an append to a full ring drops the rows it overwrites and the
+    commit reserve) and back (a ``flush()`` returns the reserve): a reader loading the word at
+    different moments for different parts sees both.
+    """
+
+    def __init__(self, front: Any, at: int, actions: list[Any]) -> None:
+        self._front, self._at, self._actions, self.loads = front, at, actions, 0
+
+    @property
+    def start(self) -> int:
+        self.loads += 1
+        if self._at <= self.loads < self._at + len(self._actions):
+            self._actions[self.loads - self._at]()
+        return self._front.start
+
+    def close(self) -> None:
+        self._front.close()
+
+
+def test_a_trajectory_reader_keeps_its_step_parts_at_the_same_rows_while_the_front_moves(tmp_path):
+    """Between any two loads of the front the writer may move it up then back: steps and ids stay paired."""
+    episode_space = DictSpace(NP, {"episode": BoxSpace(NP, 0, 2**50, "int64", shape=(4,))})
+    writer = TrajectoryReplayBuffer.create(
+        space(),
+        None,
+        step_data_capacity=48,  # a reserve of 3: one append drops 4 committed rows, a flush returns 3
+        episode_data_instance_space=episode_space,
+        episode_data_capacity=8,
+        cache_path=tmp_path,
+    )
+    written = [0]
+
+    def step() -> None:
+        number = written[0]
+        if number % 10 == 0:
+            if number:
+                writer.mark_episode_end()
+            writer.set_current_episode_data({"episode": np.full(4, number // 10, np.int64)})
+        writer.append({key: value[0] for key, value in rows(number, 1).items()})
+        written[0] += 1
+
+    for _ in range(60):
+        step()
+    writer.flush()
+    checked = errors = 0
+    for at in range(1, 40):
+        reader = TrajectoryReplayBuffer.load_from(tmp_path, backend=NP, read_only=True)
+        for _ in range(7):  # overtakes the reader's oldest rows: its next read catches up
+            step()
+        writer.flush()
+        front = MovingFront(reader._follows, at, [step, writer.flush])
+        for holder in (reader, reader.step_data_buffer, reader.step_episode_id_buffer):
+            holder._follows = front  # type: ignore[assignment]
+        try:
+            data, metadata = reader.get_at_with_metadata(slice(None))
+        except RowsOverwrittenError:
+            errors += 1
+        else:
+            numbers = steps(data["step_data"])
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), (at, numbers)
+            assert np.asarray(metadata["episode_ids"]).tolist() == [n // 10 for n in numbers], (at, numbers)
+            assert np.asarray(data["episode_data"]["episode"])[:, 0].tolist() == [n // 10 for n in numbers]
+            checked += 1
+        reader.close()
+        if front.loads < at:
+            break  # the read needed fewer loads: every moment was tried
+    assert checked >= 5 and at > 3, (checked, errors, at)
+    writer.close()
+
+
 def test_a_shared_ring_never_shows_a_shorter_length_during_a_write():
     """Processes sharing a ring read under its lock; its lock-free len() must not dip by one per write."""
     buffer = ReplayBuffer.create(MemoryStorage, space(), capacity=4, multiprocessing=True)
