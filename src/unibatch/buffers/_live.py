@@ -26,8 +26,10 @@ reopening read-write, which adopts the settled state and publishes it again. So 
 read-only reader, a writer, ``unibatch verify`` and a trajectory buffer all see the same rows,
 whether or not a writer is alive, and nobody has to ask. The cost is the rows the killed writer
 had announced: at most the commit reserve of the oldest rows of a full ring (README "Persistence
-and crashes"), or every row when it was killed inside ``clear()``. A writer never publishes a
-``start`` below the settled one, so the rule never brings a row back whose slot may have changed.
+and crashes"), or every row when it was killed inside ``clear()``. A reopened writer starts from
+the settled state and never publishes a ``start`` below its own front, so no opener ever gets back
+a row whose slot may have changed. An owner of several rings moving in lockstep (the step parts of
+a trajectory buffer) loads the word once and settles every ring with that one value.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ Readers beside a writer (README "Persistence and crashes"): a buffer opened read
 directory reads a snapshot of the commit it opened; :meth:`ReplayBuffer.refresh` takes the newest.
 Each commit records ``start``, the absolute number of its oldest row, and the writer mirrors it in
 ``commits.live`` (``_live``) before any dropped slot changes, so a read checks afterwards, in one
-word, that none of its rows was overwritten while it ran. A public read whose rows were overtaken
+word, that none of its rows was overwritten while it ran. Every opener (reader or writer) takes a
+commit without the rows that word has passed (``_live.settle``): after a writer was killed between
+the two, all of them see the same rows. A public read whose rows were overtaken
 drops them from the snapshot, resolves its index again and retries (:data:`READ_ATTEMPTS` in all);
 then, and for indices made earlier (samplers, views), it raises ``RowsOverwrittenError``.
 """

@@ -10,7 +10,8 @@ A reader opened with ``read_only=True`` reads a snapshot of one commit (so its t
 its steps) until :meth:`TrajectoryReplayBuffer.refresh`, and checks each read against the steps'
 commit front as ``ReplayBuffer`` does (README "Persistence and crashes"); an episode-data slot is
 reused only after every step of its old episode left the committed range, and a read re-checks
-its steps after reading episode data.
+its steps after reading episode data. The step data and episode-id rings are settled and caught
+up with one load of the front, so a commit between two loads never leaves them at different rows.
 """
 
 from __future__ import annotations
