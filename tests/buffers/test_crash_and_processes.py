@@ -276,6 +276,8 @@ def test_every_opener_sees_the_same_rows_after_a_kill_between_the_front_and_the_
     announced = capacity if kind == "ring-clear" else 1 + min(capacity // COMMIT_RESERVE_FRACTION, COMMIT_RESERVE_LIMIT)
     expected = committed[announced:]
     assert opened_rows(path, kind, read_only=True) == expected
+    if kind != "trajectory":
+        assert ReplayBuffer.get_length_from_path(path) == len(expected)
     verify_ok(path)
     assert opened_rows(path, kind, read_only=False) == expected
     assert opened_rows(path, kind, read_only=False, multiprocessing=True) == expected

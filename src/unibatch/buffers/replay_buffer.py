@@ -659,8 +659,12 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
 
     @staticmethod
     def get_length_from_path(path: PathLike) -> int | None:
+        """The rows a :meth:`load_from` of ``path`` would hold now (the commit settled with its front)."""
         metadata = read_metadata(path, BUFFER_TYPE)
-        return None if metadata is None else int(metadata["count"])
+        if metadata is None:
+            return None
+        count, offset, start = _ring_state(metadata, parse_capacity(metadata["capacity"], path), path)
+        return settle(count, offset, start, published_start(path), metadata["capacity"])[0]
 
     @staticmethod
     def get_capacity_from_path(path: PathLike) -> int | None:
