@@ -24,7 +24,7 @@ from tests.buffers._readers import PATTERNS, rows, steps_of
 from unibatch import BoxSpace, DictSpace
 from unibatch.backends import backend_from_name
 from unibatch.buffers import ReplayBuffer, TrajectoryReplayBuffer
-from unibatch.buffers._live import LIVE_FILE
+from unibatch.buffers._live import LIVE_FILE, CommitFront
 from unibatch.buffers.replay_buffer import READ_ATTEMPTS
 from unibatch.errors import CorruptDataError, RowsOverwrittenError
 from unibatch.storages import MemoryStorage
@@ -227,6 +227,39 @@ def test_a_reopened_writer_keeps_the_committed_start(tmp_path):
     writer.extend(rows(65, 5))  # drops the reader's oldest rows: the front must say so
     with pytest.raises(RowsOverwrittenError):
         reader._get(np.array([0]), False)
+    writer.close()
+    reader.close()
+
+
+@pytest.mark.parametrize("kind", ["ring", "trajectory"])
+def test_a_reader_opening_while_the_writer_passes_its_whole_commit_takes_the_newest(tmp_path, monkeypatch, kind):
+    """Between the reader's metadata read and its front the writer overwrites every row: not an empty reader."""
+    if kind == "ring":
+        writer: Any = ring(tmp_path, capacity=40, filled=40)
+        directory = tmp_path / "rb"
+    else:
+        writer = TrajectoryReplayBuffer.create(space(), None, step_data_capacity=40, cache_path=tmp_path)
+        writer.extend(rows(0, 40))
+        writer.flush()
+        directory = tmp_path
+    map_front = CommitFront.for_reader
+    calls = [0]
+
+    def overtaken_first(path: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 1:  # after this reader read metadata.json, before it loads the front
+            writer.extend(rows(40, 45))
+            writer.flush()
+        return map_front(path)
+
+    monkeypatch.setattr(CommitFront, "for_reader", staticmethod(overtaken_first))
+    if kind == "ring":
+        reader: Any = ReplayBuffer.load_from(directory, backend=NP)
+        assert len(reader) == 40 and steps(reader[:]) == list(range(45, 85))
+    else:
+        reader = TrajectoryReplayBuffer.load_from(directory, backend=NP, read_only=True)
+        assert len(reader) == 40 and steps(reader[:]["step_data"]) == list(range(45, 85))
+    assert calls[0] == 2  # refreshed once
     writer.close()
     reader.close()
 

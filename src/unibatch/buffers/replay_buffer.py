@@ -612,10 +612,11 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             multiprocessing=multiprocessing,
             **storage_kwargs,
         )
-        follows = None
+        follows, overtaken = None, False
         try:
             if state is None:
                 count, offset, start = _ring_state(metadata, storage.capacity, path)
+                committed = count
                 if storage.is_persistent:  # the commit is the metadata's rows that the front has not passed
                     if storage.is_mutable:
                         published = published_start(path)
@@ -623,6 +624,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
                         follows = CommitFront.for_reader(path)
                         published = None if follows is None else follows.start
                     count, offset, start = settle(count, offset, start, published, storage.capacity)
+                    overtaken = count == 0 < committed
             else:
                 count, offset = parse_ring_state(state[0], state[1], storage.capacity, Path(path) / METADATA_FILE)
                 count, offset, start = settle(count, offset, state[2], published, storage.capacity)
@@ -646,6 +648,8 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
                 buffer._start_publishing()  # publishes the settled start again
             else:
                 buffer._follows = follows
+                if overtaken:  # the writer passed the whole commit while this reader opened: take the newest
+                    refresh_or_close(buffer)
         return buffer
 
     def _start_publishing(self) -> None:
@@ -716,6 +720,15 @@ def read_refreshing(buffer: Any, idx: Any, read: Callable[[NormalizedIndex, bool
         attempt += 1
         if not buffer._catch_up():
             buffer.refresh()
+
+
+def refresh_or_close(buffer: Any) -> None:
+    """``buffer.refresh()`` for an opener; a buffer that cannot take the newest commit is closed."""
+    try:
+        buffer.refresh()
+    except BaseException:
+        buffer.close()
+        raise
 
 
 def _ring_state(metadata: dict[str, Any], capacity: int | None, directory: PathLike) -> tuple[int, int, int]:

@@ -39,7 +39,7 @@ from unibatch.buffers._metadata import (
 )
 from unibatch.buffers._state import RingState, parse_start
 from unibatch.buffers.episodes import EpisodeSlots
-from unibatch.buffers.replay_buffer import ReplayBuffer, read_refreshing
+from unibatch.buffers.replay_buffer import ReplayBuffer, read_refreshing, refresh_or_close
 from unibatch.errors import CorruptDataError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import BoxSpace, DictSpace, Space, batch_size_data, batch_space, check_data, get_at
 from unibatch.storages import SpaceStorage
@@ -654,6 +654,8 @@ class TrajectoryReplayBuffer(
             buffer._follows = follows if follows is not None else CommitFront.for_reader(root)
             for part in (steps, ids):
                 part._follows = buffer._follows
+            if len(buffer) == 0 < step_state[0]:  # the writer passed the whole commit while this reader opened
+                refresh_or_close(buffer)
         return buffer
 
     def close(self) -> None:
