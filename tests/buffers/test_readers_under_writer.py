@@ -329,6 +329,37 @@ class MovingFront:
         self._front.close()
 
 
+def test_a_reader_catching_up_while_the_front_moves_keeps_its_rows_and_front_paired(tmp_path):
+    """The writer moves the front between any two loads of it: a read still returns consecutive steps."""
+    writer = ring(tmp_path, capacity=40, filled=40)
+    written = [40]
+
+    def write(n: int) -> None:
+        writer.extend(rows(written[0], n))
+        written[0] += n
+        writer.flush()
+
+    checked = 0
+    for at in range(1, 20):
+        reader = ReplayBuffer.load_from(tmp_path / "rb", backend=NP)
+        write(5)  # overtakes the reader's 5 oldest rows: its next read catches up
+        front = MovingFront(reader._follows, at, [lambda: write(10)])
+        reader._follows = front  # type: ignore[assignment]
+        try:
+            batch = reader[np.array([0, 1, -1])]
+        except RowsOverwrittenError:
+            pass
+        else:
+            numbers = steps(batch)
+            assert numbers[1] == numbers[0] + 1 and numbers[2] == numbers[0] + len(reader) - 1, (at, numbers)
+            checked += 1
+        reader.close()
+        if front.loads < at:
+            break  # the read needed fewer loads: every moment was tried
+    assert checked >= 3 and at > 3, (checked, at)
+    writer.close()
+
+
 def test_a_trajectory_reader_keeps_its_step_parts_at_the_same_rows_while_the_front_moves(tmp_path):
     """Between any two loads of the front the writer may move it up then back: steps and ids stay paired."""
     episode_space = DictSpace(NP, {"episode": BoxSpace(NP, 0, 2**50, "int64", shape=(4,))})
