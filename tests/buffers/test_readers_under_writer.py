@@ -276,6 +276,31 @@ def test_a_corrupt_commit_front_is_a_typed_error(tmp_path):
     ReplayBuffer.load_from(tmp_path / "rb", backend=NP).close()
 
 
+@pytest.mark.parametrize("kind", ["ring", "trajectory"])
+def test_a_writer_never_adopts_a_front_past_every_committed_row(tmp_path, kind):
+    """A front no killed writer can leave (past the whole commit) would make a writer give up every row."""
+    if kind == "ring":
+        ring(tmp_path).close()
+        directory, opener = tmp_path / "rb", ReplayBuffer.load_from
+    else:
+        trajectory = TrajectoryReplayBuffer.create(space(), None, step_data_capacity=40, cache_path=tmp_path)
+        trajectory.extend(rows(0, 40))
+        trajectory.flush()
+        trajectory.close()
+        directory, opener = tmp_path, TrajectoryReplayBuffer.load_from  # type: ignore[assignment]
+    live = directory / LIVE_FILE
+    words = np.frombuffer(live.read_bytes(), np.int64).copy()
+    words[1] = 41  # a kill inside clear() leaves at most start + count = 40
+    live.write_bytes(words.tobytes())
+    with pytest.raises(CorruptDataError, match="past the 40 committed rows"):
+        opener(directory, backend=NP, read_only=False)
+    words[1] = 40  # as a writer killed inside clear() leaves it: every row left, for every opener
+    live.write_bytes(words.tobytes())
+    for read_only in (True, False):
+        with opener(directory, backend=NP, read_only=read_only) as buffer:
+            assert len(buffer) == 0
+
+
 def test_a_trajectory_reader_catches_up_and_refreshes(tmp_path):
     episode = DictSpace(NP, {"episode": BoxSpace(NP, 0, 2**50, "int64", shape=(4,))})
     writer = TrajectoryReplayBuffer.create(

@@ -132,20 +132,33 @@ def settle(count: int, offset: int, start: int, published: int | None, capacity:
     return count - dropped, (offset + dropped) % capacity, published
 
 
-def published_start(directory: str | os.PathLike[str]) -> int | None:
-    """What a writer reopening ``directory`` must settle its commit with (:func:`settle`).
+def published_start(directory: str | os.PathLike[str], start: int, count: int) -> int | None:
+    """The start a writer reopening ``directory`` settles its commit ``(count, start)`` with (:func:`settle`).
 
     None when there is no front, or one that is not ours (the writer makes a new one: with no
     writer alive, ``metadata.json`` alone is the commit).
+
+    Raises:
+        CorruptDataError: the front is past every row of a non-empty commit. A killed writer
+            leaves it at most at ``start + count`` (when killed inside ``clear()``); further
+            means another writer is running or the file was altered, and adopting it would
+            give up every committed row.
     """
+    path = Path(directory) / LIVE_FILE
     try:
-        front = CommitFront(Path(directory) / LIVE_FILE, writable=False)
+        front = CommitFront(path, writable=False)
     except (FileNotFoundError, CorruptDataError):
         return None
     try:
-        return front.start
+        published = front.start
     finally:
         front.close()
+    if count > 0 and published > start + count:
+        raise CorruptDataError(
+            f"{path}: start {published} is past the {count} committed rows from {start} in metadata.json "
+            f"(at most {start + count} after a crash); is another writer running?"
+        )
+    return published
 
 
 def _create(path: Path) -> None:

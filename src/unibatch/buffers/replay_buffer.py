@@ -619,7 +619,7 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
                 committed = count
                 if storage.is_persistent:  # the commit is the metadata's rows that the front has not passed
                     if storage.is_mutable:
-                        published = published_start(path)
+                        published = published_start(path, start, count)
                     else:
                         follows = CommitFront.for_reader(path)
                         published = None if follows is None else follows.start
@@ -667,8 +667,15 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         metadata = read_metadata(path, BUFFER_TYPE)
         if metadata is None:
             return None
-        count, offset, start = _ring_state(metadata, parse_capacity(metadata["capacity"], path), path)
-        return settle(count, offset, start, published_start(path), metadata["capacity"])[0]
+        capacity = parse_capacity(metadata["capacity"], path)
+        count, offset, start = _ring_state(metadata, capacity, path)
+        front = CommitFront.for_reader(path)  # read after the metadata, as a reader's load does
+        if front is None:
+            return count
+        try:
+            return settle(count, offset, start, front.start, capacity)[0]
+        finally:
+            front.close()
 
     @staticmethod
     def get_capacity_from_path(path: PathLike) -> int | None:

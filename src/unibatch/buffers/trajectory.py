@@ -612,7 +612,10 @@ class TrajectoryReplayBuffer(
         # The committed steps are the metadata's steps the front has not passed (``_live.settle``),
         # the front read after the metadata.
         follows = CommitFront.for_reader(root) if read_only else None
-        published = published_start(root) if not read_only else None if follows is None else follows.start
+        if read_only:
+            published = None if follows is None else follows.start
+        else:
+            published = published_start(root, step_state[2], step_state[0])
 
         def load(
             name: str,
