@@ -228,7 +228,10 @@ def reader(pattern: str, target: Any, committed: Any, deadline: float, seed: int
                     ids = np.asarray(metadata["episode_ids"])
                     wrong = None
                     if not ((episodes == steps // EPISODE) & (ids == steps // EPISODE)).all():
-                        wrong = f"steps {steps.tolist()}: episode ids {ids.tolist()}, episode data {episodes.tolist()}"
+                        wrong = (
+                            f"logical rows {logical.tolist()} of {len(trajectory)}: steps {steps.tolist()}, "
+                            f"episode ids {ids.tolist()}, episode data {episodes.tolist()}"
+                        )
                     tally.check(logical, data["step_data"], committed.value, wrong)
             elif kept is not None:
                 kept.refresh()

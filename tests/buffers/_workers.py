@@ -15,6 +15,10 @@ Modes:
 * ``torn-writer PATH LOG BASE FLUSH_EVERY WRITES``: like crash-writer with single-row appends, but
   storage write number WRITES + 1 writes a row mixing new and poisoned leaves, then SIGKILLs itself.
 * ``straddle-kill PATH``: flush at 6 rows of 10, extend 6 (wrapping into the committed rows), SIGKILL.
+* ``announce-kill PATH KIND``: reopen the buffer at PATH writable (KIND ``ring``, ``ring-clear``:
+  a ``ReplayBuffer``, ``trajectory``: a ``TrajectoryReplayBuffer``) and append one step to its full
+  ring (or ``clear()`` it); the commit that drops its oldest rows SIGKILLs the writer after it
+  announced them on ``commits.live`` and before ``metadata.json`` says so.
 * ``mp METHOD KIND CAPACITY ROWS``: with start method METHOD, one writer and one reader process share a
   ``multiprocessing=True`` buffer (KIND ``shared``: memory storage in shared memory, ``memmap``: a
   persistent buffer); the reader checks every row it sees. Exit status 0 when both succeed.
@@ -177,6 +181,28 @@ def straddle_kill(path: str) -> None:
     buffer.flush()  # committed: rows 0..5 of a capacity-10 ring
     buffer.extend(rows(list(range(6, 12))))  # overwrites the slots of rows 0 and 1 only
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def announce_kill(path: str, kind: str) -> None:
+    import unibatch.buffers.replay_buffer as replay_module
+    import unibatch.buffers.trajectory as trajectory_module
+    from unibatch.buffers import TrajectoryReplayBuffer
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)  # the front already says the rows left; the metadata never will
+
+    if kind == "trajectory":
+        trajectory = TrajectoryReplayBuffer.load_from(path, backend=NP)
+        trajectory_module.write_metadata = killed  # type: ignore[assignment]
+        trajectory.append(row(10**6))
+    else:
+        buffer = ReplayBuffer.load_from(path, backend=NP, read_only=False, single_instance_space=row_space())
+        replay_module.write_metadata = killed  # type: ignore[assignment]
+        if kind == "ring-clear":
+            buffer.clear()
+        else:
+            buffer.append(row(10**6))
+    raise SystemExit(f"{kind}: the writer was not killed: no commit dropped rows")
 
 
 # ---------------------------------------------------------------------------------------------- two processes
@@ -363,6 +389,8 @@ def main(argv: list[str]) -> int:
         torn_writer(path, log, int(base), int(flush_every), int(writes))
     elif mode == "straddle-kill":
         straddle_kill(args[0])
+    elif mode == "announce-kill":
+        announce_kill(*args)
     elif mode == "mp":
         method, kind, capacity, total = args
         return mp_driver(method, kind, None if capacity == "None" else int(capacity), int(total))

@@ -8,6 +8,8 @@ carries its sequence number in every leaf (see there), so a torn row cannot go u
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import random
 import signal
@@ -16,15 +18,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from tests.buffers._workers import read_all, row_space, rows
+from tests.buffers._workers import decode, read_all, row, row_space, rows
 
+from unibatch import BoxSpace
 from unibatch.backends import backend_from_name
-from unibatch.buffers import ReplayBuffer
+from unibatch.buffers import ReplayBuffer, TrajectoryReplayBuffer
 from unibatch.buffers.replay_buffer import COMMIT_RESERVE_FRACTION, COMMIT_RESERVE_LIMIT
+from unibatch.cli import verify
 
 NP = backend_from_name("numpy")
 WORKERS = Path(__file__).with_name("_workers.py")
+EPISODE = 4
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -213,6 +219,77 @@ def test_sigkill_after_a_write_wrapping_into_a_partial_committed_range(tmp_path)
     assert done.returncode == -signal.SIGKILL, done.stderr
     seqs = reload(path)  # complete rows only, in order
     assert {2, 3, 4, 5} <= set(seqs), f"rows 2..5 were committed and never overwritten; reload holds {seqs}"
+
+
+def verify_ok(path: Path) -> None:
+    with contextlib.redirect_stdout(None):
+        assert verify.run(argparse.Namespace(path=path, chunk=64)) == 0, f"unibatch verify {path} reports problems"
+
+
+def opened_rows(path: Path, kind: str, **options: object) -> list[int]:
+    """The rows a buffer opened with ``options`` reads; ``len()`` at open must already count them."""
+    if kind == "trajectory":
+        with TrajectoryReplayBuffer.load_from(path, backend=NP, **options) as trajectory:  # type: ignore[arg-type]
+            length = len(trajectory)
+            data, metadata = trajectory.get_at_with_metadata(slice(None))
+            seqs = decode(data["step_data"]) if length else []
+            assert np.asarray(metadata["episode_ids"]).tolist() == [s // EPISODE for s in seqs]
+            assert np.asarray(data["episode_data"]).tolist() == [s // EPISODE for s in seqs]
+    else:
+        with ReplayBuffer.load_from(path, backend=NP, **options) as buffer:  # type: ignore[arg-type]
+            length = len(buffer)
+            seqs = read_all(buffer)
+    assert len(seqs) == length, f"opened with {options}: len() said {length}, a read of every row gave {seqs}"
+    return seqs
+
+
+@pytest.mark.parametrize("kind", ["ring", "ring-clear", "trajectory"])
+def test_every_opener_sees_the_same_rows_after_a_kill_between_the_front_and_the_metadata(tmp_path, kind):
+    """The writer announced dropped rows on ``commits.live``, then died before ``metadata.json`` said so.
+
+    A reader (at open and after reading), ``unibatch verify``, a writer reopening read-write (also
+    ``multiprocessing=True``) and a reader after that writer must all see the same rows: the
+    committed ones without those the front announced (at most the commit reserve of a full ring).
+    """
+    path, capacity = tmp_path / "buffer", 16
+    if kind == "trajectory":
+        trajectory = TrajectoryReplayBuffer.create(
+            row_space(),
+            None,
+            step_data_capacity=capacity,
+            episode_data_instance_space=BoxSpace(NP, 0, 2**40, "int64", shape=()),
+            episode_data_capacity=8,
+            cache_path=path,
+        )
+        for episode in range(5):
+            trajectory.set_current_episode_data(np.asarray(episode, np.int64))
+            trajectory.extend(rows([episode * EPISODE + k for k in range(EPISODE)]))
+            trajectory.mark_episode_end()
+        trajectory.close()
+    else:
+        create_buffer(path, capacity, fill=capacity + 3)
+    committed = opened_rows(path, kind)
+    assert len(committed) == capacity
+    done = run_worker("announce-kill", path, kind)
+    assert done.returncode == -signal.SIGKILL, f"{done.stdout}\n{done.stderr}"
+
+    announced = capacity if kind == "ring-clear" else 1 + min(capacity // COMMIT_RESERVE_FRACTION, COMMIT_RESERVE_LIMIT)
+    expected = committed[announced:]
+    assert opened_rows(path, kind, read_only=True) == expected
+    if kind != "trajectory":
+        assert ReplayBuffer.get_length_from_path(path) == len(expected)
+    verify_ok(path)
+    assert opened_rows(path, kind, read_only=False) == expected
+    assert opened_rows(path, kind, read_only=False, multiprocessing=True) == expected
+    assert opened_rows(path, kind, read_only=True) == expected  # the reopened writers republished the same front
+    if kind != "trajectory":  # a writer resumes from the same rows, and readers follow it
+        with ReplayBuffer.load_from(path, backend=NP, read_only=False) as writer:
+            reader = ReplayBuffer.load_from(path, backend=NP)
+            writer.append(row(7))
+            writer.flush()
+            assert read_all(reader) == expected  # the ring had room: the new row took a slot it had dropped
+            assert reader.refresh() == len(expected) + 1 and read_all(reader) == [*expected, 7]
+            reader.close()
 
 
 # ---------------------------------------------------------------------------------------------- processes

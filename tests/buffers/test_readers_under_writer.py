@@ -24,7 +24,7 @@ from tests.buffers._readers import PATTERNS, rows, steps_of
 from unibatch import BoxSpace, DictSpace
 from unibatch.backends import backend_from_name
 from unibatch.buffers import ReplayBuffer, TrajectoryReplayBuffer
-from unibatch.buffers._live import LIVE_FILE
+from unibatch.buffers._live import LIVE_FILE, CommitFront
 from unibatch.buffers.replay_buffer import READ_ATTEMPTS
 from unibatch.errors import CorruptDataError, RowsOverwrittenError
 from unibatch.storages import MemoryStorage
@@ -231,6 +231,39 @@ def test_a_reopened_writer_keeps_the_committed_start(tmp_path):
     reader.close()
 
 
+@pytest.mark.parametrize("kind", ["ring", "trajectory"])
+def test_a_reader_opening_while_the_writer_passes_its_whole_commit_takes_the_newest(tmp_path, monkeypatch, kind):
+    """Between the reader's metadata read and its front the writer overwrites every row: not an empty reader."""
+    if kind == "ring":
+        writer: Any = ring(tmp_path, capacity=40, filled=40)
+        directory = tmp_path / "rb"
+    else:
+        writer = TrajectoryReplayBuffer.create(space(), None, step_data_capacity=40, cache_path=tmp_path)
+        writer.extend(rows(0, 40))
+        writer.flush()
+        directory = tmp_path
+    map_front = CommitFront.for_reader
+    calls = [0]
+
+    def overtaken_first(path: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 1:  # after this reader read metadata.json, before it loads the front
+            writer.extend(rows(40, 45))
+            writer.flush()
+        return map_front(path)
+
+    monkeypatch.setattr(CommitFront, "for_reader", staticmethod(overtaken_first))
+    if kind == "ring":
+        reader: Any = ReplayBuffer.load_from(directory, backend=NP)
+        assert len(reader) == 40 and steps(reader[:]) == list(range(45, 85))
+    else:
+        reader = TrajectoryReplayBuffer.load_from(directory, backend=NP, read_only=True)
+        assert len(reader) == 40 and steps(reader[:]["step_data"]) == list(range(45, 85))
+    assert calls[0] == 2  # refreshed once
+    writer.close()
+    reader.close()
+
+
 def test_a_corrupt_commit_front_is_a_typed_error(tmp_path):
     ring(tmp_path).close()
     (tmp_path / "rb" / LIVE_FILE).write_bytes(b"\0" * 64)
@@ -241,6 +274,31 @@ def test_a_corrupt_commit_front_is_a_typed_error(tmp_path):
         ReplayBuffer.load_from(tmp_path / "rb", backend=NP)
     ReplayBuffer.load_from(tmp_path / "rb", backend=NP, read_only=False).close()  # a writer makes a new one
     ReplayBuffer.load_from(tmp_path / "rb", backend=NP).close()
+
+
+@pytest.mark.parametrize("kind", ["ring", "trajectory"])
+def test_a_writer_never_adopts_a_front_past_every_committed_row(tmp_path, kind):
+    """A front no killed writer can leave (past the whole commit) would make a writer give up every row."""
+    if kind == "ring":
+        ring(tmp_path).close()
+        directory, opener = tmp_path / "rb", ReplayBuffer.load_from
+    else:
+        trajectory = TrajectoryReplayBuffer.create(space(), None, step_data_capacity=40, cache_path=tmp_path)
+        trajectory.extend(rows(0, 40))
+        trajectory.flush()
+        trajectory.close()
+        directory, opener = tmp_path, TrajectoryReplayBuffer.load_from  # type: ignore[assignment]
+    live = directory / LIVE_FILE
+    words = np.frombuffer(live.read_bytes(), np.int64).copy()
+    words[1] = 41  # a kill inside clear() leaves at most start + count = 40
+    live.write_bytes(words.tobytes())
+    with pytest.raises(CorruptDataError, match="past the 40 committed rows"):
+        opener(directory, backend=NP, read_only=False)
+    words[1] = 40  # as a writer killed inside clear() leaves it: every row left, for every opener
+    live.write_bytes(words.tobytes())
+    for read_only in (True, False):
+        with opener(directory, backend=NP, read_only=read_only) as buffer:
+            assert len(buffer) == 0
 
 
 def test_a_trajectory_reader_catches_up_and_refreshes(tmp_path):
@@ -272,6 +330,110 @@ def test_a_trajectory_reader_catches_up_and_refreshes(tmp_path):
     assert steps(reader[np.array([-1])]["step_data"]) == [39]
     writer.close()
     reader.close()
+
+
+class MovingFront:
+    """A reader's commit front whose writer acts right before the loads of ``start`` number ``at`` and ``at + 1``.
+
+    The writer's front moves up (an append to a full ring drops the rows it overwrites and the
+    commit reserve) and back (a ``flush()`` returns the reserve): a reader loading the word at
+    different moments for different parts sees both.
+    """
+
+    def __init__(self, front: Any, at: int, actions: list[Any]) -> None:
+        self._front, self._at, self._actions, self.loads = front, at, actions, 0
+
+    @property
+    def start(self) -> int:
+        self.loads += 1
+        if self._at <= self.loads < self._at + len(self._actions):
+            self._actions[self.loads - self._at]()
+        return self._front.start
+
+    def close(self) -> None:
+        self._front.close()
+
+
+def test_a_reader_catching_up_while_the_front_moves_keeps_its_rows_and_front_paired(tmp_path):
+    """The writer moves the front between any two loads of it: a read still returns consecutive steps."""
+    writer = ring(tmp_path, capacity=40, filled=40)
+    written = [40]
+
+    def write(n: int) -> None:
+        writer.extend(rows(written[0], n))
+        written[0] += n
+        writer.flush()
+
+    checked = 0
+    for at in range(1, 20):
+        reader = ReplayBuffer.load_from(tmp_path / "rb", backend=NP)
+        write(5)  # overtakes the reader's 5 oldest rows: its next read catches up
+        front = MovingFront(reader._follows, at, [lambda: write(10)])
+        reader._follows = front  # type: ignore[assignment]
+        try:
+            batch = reader[np.array([0, 1, -1])]
+        except RowsOverwrittenError:
+            pass
+        else:
+            numbers = steps(batch)
+            assert numbers[1] == numbers[0] + 1 and numbers[2] == numbers[0] + len(reader) - 1, (at, numbers)
+            checked += 1
+        reader.close()
+        if front.loads < at:
+            break  # the read needed fewer loads: every moment was tried
+    assert checked >= 3 and at > 3, (checked, at)
+    writer.close()
+
+
+def test_a_trajectory_reader_keeps_its_step_parts_at_the_same_rows_while_the_front_moves(tmp_path):
+    """Between any two loads of the front the writer may move it up then back: steps and ids stay paired."""
+    episode_space = DictSpace(NP, {"episode": BoxSpace(NP, 0, 2**50, "int64", shape=(4,))})
+    writer = TrajectoryReplayBuffer.create(
+        space(),
+        None,
+        step_data_capacity=48,  # a reserve of 3: one append drops 4 committed rows, a flush returns 3
+        episode_data_instance_space=episode_space,
+        episode_data_capacity=8,
+        cache_path=tmp_path,
+    )
+    written = [0]
+
+    def step() -> None:
+        number = written[0]
+        if number % 10 == 0:
+            if number:
+                writer.mark_episode_end()
+            writer.set_current_episode_data({"episode": np.full(4, number // 10, np.int64)})
+        writer.append({key: value[0] for key, value in rows(number, 1).items()})
+        written[0] += 1
+
+    for _ in range(60):
+        step()
+    writer.flush()
+    checked = errors = 0
+    for at in range(1, 40):
+        reader = TrajectoryReplayBuffer.load_from(tmp_path, backend=NP, read_only=True)
+        for _ in range(7):  # overtakes the reader's oldest rows: its next read catches up
+            step()
+        writer.flush()
+        front = MovingFront(reader._follows, at, [step, writer.flush])
+        for holder in (reader, reader.step_data_buffer, reader.step_episode_id_buffer):
+            holder._follows = front  # type: ignore[assignment]
+        try:
+            data, metadata = reader.get_at_with_metadata(slice(None))
+        except RowsOverwrittenError:
+            errors += 1
+        else:
+            numbers = steps(data["step_data"])
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), (at, numbers)
+            assert np.asarray(metadata["episode_ids"]).tolist() == [n // 10 for n in numbers], (at, numbers)
+            assert np.asarray(data["episode_data"]["episode"])[:, 0].tolist() == [n // 10 for n in numbers]
+            checked += 1
+        reader.close()
+        if front.loads < at:
+            break  # the read needed fewer loads: every moment was tried
+    assert checked >= 5 and at > 3, (checked, errors, at)
+    writer.close()
 
 
 def test_a_shared_ring_never_shows_a_shorter_length_during_a_write():

@@ -21,6 +21,20 @@ reading returned bytes that were committed and not overwritten while it ran (DES
 
 A single aligned 8-byte store and load are atomic on the platforms NumPy supports; no lock or
 sequence counter is needed for one word.
+
+**The committed rows are the metadata's rows that the front has not passed** (:func:`settle`).
+The writer publishes a larger ``start`` before it writes ``metadata.json``, so a writer killed
+between the two leaves ``commits.live`` ahead of the metadata: it had announced those rows as
+leaving. Every opener applies the same rule to what it reads, the metadata first and the word
+after it: a reader at open, at ``refresh()`` and when it catches up after a read, and a writer
+reopening read-write, which adopts the settled state and publishes it again. So after a crash a
+read-only reader, a writer, ``unibatch verify`` and a trajectory buffer all see the same rows,
+whether or not a writer is alive, and nobody has to ask. The cost is the rows the killed writer
+had announced: at most the commit reserve of the oldest rows of a full ring (README "Persistence
+and crashes"), or every row when it was killed inside ``clear()``. A reopened writer starts from
+the settled state and never publishes a ``start`` below its own front, so no opener ever gets back
+a row whose slot may have changed. An owner of several rings moving in lockstep (the step parts of
+a trajectory buffer) loads the word once and settles every ring with that one value.
 """
 
 from __future__ import annotations
@@ -94,6 +108,62 @@ class CommitFront:
     def __reduce__(self) -> tuple[type[CommitFront], tuple[Path, bool]]:
         """A buffer pickled to another process (``spawn`` workers) maps the same file there."""
         return CommitFront, (self.path, self.writable)
+
+
+def settle(count: int, offset: int, start: int, published: int | None, capacity: int | None) -> tuple[int, int, int]:
+    """The committed ``(count, offset, start)`` of a commit once the rows the front passed are dropped.
+
+    Args:
+        count: rows of the commit (``metadata.json``, or a reader's snapshot).
+        offset: physical slot of its logical row 0.
+        start: absolute number of its logical row 0.
+        published: the ``start`` read from ``commits.live`` *after* the commit was read, or None
+            when the directory has no front (buffers written before it).
+        capacity: ring capacity, or None for a growable buffer (whose front moves only when
+            ``clear()`` drops every row).
+
+    >>> settle(count=10, offset=7, start=40, published=43, capacity=12)  # 3 rows left the front
+    (7, 10, 43)
+    >>> settle(count=10, offset=7, start=40, published=38, capacity=12)  # the front is behind: as committed
+    (10, 7, 40)
+    >>> settle(count=10, offset=7, start=40, published=55, capacity=12)  # every row left
+    (0, 0, 55)
+    """
+    if published is None or published <= start:
+        return count, offset, start
+    dropped = published - start
+    if dropped >= count or capacity is None:
+        return 0, 0, published
+    return count - dropped, (offset + dropped) % capacity, published
+
+
+def published_start(directory: str | os.PathLike[str], start: int, count: int) -> int | None:
+    """The start a writer reopening ``directory`` settles its commit ``(count, start)`` with (:func:`settle`).
+
+    None when there is no front, or one that is not ours (the writer makes a new one: with no
+    writer alive, ``metadata.json`` alone is the commit).
+
+    Raises:
+        CorruptDataError: the front is past every row of a non-empty commit. A killed writer
+            leaves it at most at ``start + count`` (when killed inside ``clear()``); further
+            means another writer is running or the file was altered, and adopting it would
+            give up every committed row.
+    """
+    path = Path(directory) / LIVE_FILE
+    try:
+        front = CommitFront(path, writable=False)
+    except (FileNotFoundError, CorruptDataError):
+        return None
+    try:
+        published = front.start
+    finally:
+        front.close()
+    if count > 0 and published > start + count:
+        raise CorruptDataError(
+            f"{path}: start {published} is past the {count} committed rows from {start} in metadata.json "
+            f"(at most {start + count} after a crash); is another writer running?"
+        )
+    return published
 
 
 def _create(path: Path) -> None:

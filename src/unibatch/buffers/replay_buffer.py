@@ -10,7 +10,9 @@ Readers beside a writer (README "Persistence and crashes"): a buffer opened read
 directory reads a snapshot of the commit it opened; :meth:`ReplayBuffer.refresh` takes the newest.
 Each commit records ``start``, the absolute number of its oldest row, and the writer mirrors it in
 ``commits.live`` (``_live``) before any dropped slot changes, so a read checks afterwards, in one
-word, that none of its rows was overwritten while it ran. A public read whose rows were overtaken
+word, that none of its rows was overwritten while it ran. Every opener (reader or writer) takes a
+commit without the rows that word has passed (``_live.settle``): after a writer was killed between
+the two, all of them see the same rows. A public read whose rows were overtaken
 drops them from the snapshot, resolves its index again and retries (:data:`READ_ATTEMPTS` in all);
 then, and for indices made earlier (samplers, views), it raises ``RowsOverwrittenError``.
 """
@@ -31,7 +33,7 @@ from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, is_single
 from unibatch.buffers import ring
-from unibatch.buffers._live import CommitFront
+from unibatch.buffers._live import CommitFront, published_start, settle
 from unibatch.buffers._metadata import (
     METADATA_FILE,
     persisted_state_of,
@@ -220,28 +222,33 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         storage, directory = self.storage, self._cache_path
         if directory is None or storage.is_mutable or not storage.is_persistent or self._commit_hook is not None:
             return len(self)
-        count, offset, start = _ring_state(_require_metadata(directory), storage.capacity, directory)
+        metadata = _require_metadata(directory)
+        self._reopen_front(directory)  # read after the metadata: settles it (see ``_live``)
+        follows = self._follows
+        committed = _ring_state(metadata, storage.capacity, directory)
+        count, offset, start = settle(*committed, None if follows is None else follows.start, storage.capacity)
         self._follow(count, offset, start)
-        self._reopen_front(directory)
         return count
 
-    def _catch_up(self) -> bool:
+    def _catch_up(self, published: int | None = None) -> bool:
         """Drop from a reader's snapshot the rows the writer dropped since (no file read).
 
         The rows left, ``[front, end)`` of the snapshot, are still committed and intact. Returns
-        False when none are left (then only :meth:`refresh` finds rows).
+        False when none are left (then only :meth:`refresh` finds rows). ``published``: the
+        front's start as an owner loaded it once for all its parts (default: load it now).
         """
         follows, state = self._follows, self._state
         if follows is None:
             return False
-        dropped = follows.start - state.front
-        if dropped <= 0:
+        if published is None:
+            published = follows.start
+        front = state.front
+        count, offset, start = settle(state.count, state.offset, front, published, self.storage.capacity)
+        if start == front:
             return True
-        if dropped >= state.count:
+        if count == 0:
             return False
-        capacity = self.storage.capacity
-        offset = (state.offset + dropped) % capacity if capacity is not None else state.offset
-        self._follow(state.count - dropped, offset, follows.start)
+        self._follow(count, offset, start)
         return True
 
     def _follow(self, count: int, offset: int, start: int) -> None:
@@ -600,10 +607,12 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         storage_kwargs: dict[str, Any],
         state: tuple[int, int, int] | None = None,
         storage_path: str | None = None,
+        published: int | None = None,
     ) -> ReplayBuffer:
         """:meth:`load_from`, optionally with the committed state and storage path kept by an owner.
 
-        ``state``: ``(count, offset, start)`` as the owner committed it.
+        ``state``: ``(count, offset, start)`` as the owner committed it; ``published``: the start on
+        the owner's commit front, read after its metadata (the state is settled with it, see ``_live``).
         """
         metadata = _require_metadata(path)
         space = json_to_space(metadata["single_instance_space"], backend, device)
@@ -623,16 +632,31 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
             multiprocessing=multiprocessing,
             **storage_kwargs,
         )
-        if state is None:
-            count, offset, start = _ring_state(metadata, storage.capacity, path)
-        else:
-            count, offset = parse_ring_state(state[0], state[1], storage.capacity, Path(path) / METADATA_FILE)
-            start = state[2]
-        if storage.capacity is None and len(storage) < count:
+        follows, overtaken = None, False
+        try:
+            if state is None:
+                count, offset, start = _ring_state(metadata, storage.capacity, path)
+                committed = count
+                if storage.is_persistent:  # the commit is the metadata's rows that the front has not passed
+                    if storage.is_mutable:
+                        published = published_start(path, start, count)
+                    else:
+                        follows = CommitFront.for_reader(path)
+                        published = None if follows is None else follows.start
+                    count, offset, start = settle(count, offset, start, published, storage.capacity)
+                    overtaken = count == 0 < committed
+            else:
+                count, offset = parse_ring_state(state[0], state[1], storage.capacity, Path(path) / METADATA_FILE)
+                count, offset, start = settle(count, offset, state[2], published, storage.capacity)
+            if storage.capacity is None and len(storage) < count:
+                raise CorruptDataError(
+                    f"{Path(path) / METADATA_FILE} counts {count} rows, but its storage holds only {len(storage)}"
+                )
+        except BaseException:
             storage.close()
-            raise CorruptDataError(
-                f"{Path(path) / METADATA_FILE} counts {count} rows, but its storage holds only {len(storage)}"
-            )
+            if follows is not None:
+                follows.close()
+            raise
         if storage.capacity is None and len(storage) != count and storage.is_mutable:
             storage._resize(count)  # rows past the committed count were never committed
         buffer = ReplayBuffer(storage, storage_info["path"], count, offset, path, multiprocessing)
@@ -642,9 +666,11 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         buffer._committed_start = start
         if state is None and storage.is_persistent:  # an owner (trajectory) publishes and follows for its parts
             if storage.is_mutable:
-                buffer._start_publishing()
+                buffer._start_publishing()  # publishes the settled start again
             else:
-                buffer._reopen_front(Path(path))
+                buffer._follows = follows
+                if overtaken:  # the writer passed the whole commit while this reader opened: take the newest
+                    refresh_or_close(buffer)
         return buffer
 
     def _start_publishing(self) -> None:
@@ -658,8 +684,19 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
 
     @staticmethod
     def get_length_from_path(path: PathLike) -> int | None:
+        """The rows a :meth:`load_from` of ``path`` would hold now (the commit settled with its front)."""
         metadata = read_metadata(path, BUFFER_TYPE)
-        return None if metadata is None else int(metadata["count"])
+        if metadata is None:
+            return None
+        capacity = parse_persisted_capacity(metadata["capacity"], Path(path) / METADATA_FILE)
+        count, offset, start = _ring_state(metadata, capacity, path)
+        front = CommitFront.for_reader(path)  # read after the metadata, as a reader's load does
+        if front is None:
+            return count
+        try:
+            return settle(count, offset, start, front.start, capacity)[0]
+        finally:
+            front.close()
 
     @staticmethod
     def get_capacity_from_path(path: PathLike) -> int | None:
@@ -711,6 +748,15 @@ def read_refreshing(buffer: Any, idx: Any, read: Callable[[NormalizedIndex, bool
         attempt += 1
         if not buffer._catch_up():
             buffer.refresh()
+
+
+def refresh_or_close(buffer: Any) -> None:
+    """``buffer.refresh()`` for an opener; a buffer that cannot take the newest commit is closed."""
+    try:
+        buffer.refresh()
+    except BaseException:
+        buffer.close()
+        raise
 
 
 def _ring_state(metadata: dict[str, Any], capacity: int | None, directory: PathLike) -> tuple[int, int, int]:

@@ -10,7 +10,8 @@ A reader opened with ``read_only=True`` reads a snapshot of one commit (so its t
 its steps) until :meth:`TrajectoryReplayBuffer.refresh`, and checks each read against the steps'
 commit front as ``ReplayBuffer`` does (README "Persistence and crashes"); an episode-data slot is
 reused only after every step of its old episode left the committed range, and a read re-checks
-its steps after reading episode data.
+its steps after reading episode data. The step data and episode-id rings are settled and caught
+up with one load of the front, so a commit between two loads never leaves them at different rows.
 
 Episode ids are checked before anything is written (:mod:`unibatch.buffers._episode_ids`):
 every id lies in ``[0, current_episode_id]``; with an episode-data buffer, ids never decrease
@@ -35,7 +36,7 @@ from unibatch.batches import BatchBase
 from unibatch.batches._base import Metadata
 from unibatch.batches._indexing import NormalizedIndex, index_length, is_single
 from unibatch.buffers._episode_ids import check_has_data, check_order, check_range
-from unibatch.buffers._live import CommitFront
+from unibatch.buffers._live import CommitFront, published_start, settle
 from unibatch.buffers._metadata import (
     METADATA_FILE,
     persisted_state_of,
@@ -45,7 +46,7 @@ from unibatch.buffers._metadata import (
 )
 from unibatch.buffers._state import RingState, parse_start
 from unibatch.buffers.episodes import EpisodeSlots, InvalidEpisodeIdError
-from unibatch.buffers.replay_buffer import ReplayBuffer, read_refreshing
+from unibatch.buffers.replay_buffer import ReplayBuffer, read_refreshing, refresh_or_close
 from unibatch.errors import CorruptDataError, SpaceMismatchError, UnsupportedOperationError
 from unibatch.spaces import BoxSpace, DictSpace, Space, batch_size_data, batch_space, check_data, get_at
 from unibatch.storages import SpaceStorage
@@ -225,8 +226,15 @@ class TrajectoryReplayBuffer(
         return read_refreshing(self, idx, self._get_flattened, True)
 
     def _catch_up(self) -> bool:
-        """Drop from a reader's snapshot the steps the writer dropped since (``ReplayBuffer._catch_up``)."""
-        return all([part._catch_up() for part in (self.step_data_buffer, self.step_episode_id_buffer)])
+        """Drop from a reader's snapshot the steps the writer dropped since (``ReplayBuffer._catch_up``).
+
+        The front is loaded once for both step parts: each loading it for itself would let a commit
+        in between leave them at different rows (steps paired with the episode ids of other steps).
+        """
+        if self._follows is None:
+            return False
+        published = self._follows.start
+        return all([part._catch_up(published) for part in (self.step_data_buffer, self.step_episode_id_buffer)])
 
     def refresh(self) -> int:
         """Take the writer's newest commit as this reader's snapshot; returns the new length.
@@ -240,19 +248,20 @@ class TrajectoryReplayBuffer(
         metadata = read_metadata(directory, BUFFER_TYPE)
         if metadata is None:
             raise FileNotFoundError(f"{directory} holds no {BUFFER_TYPE} any more")
-        steps, episodes, table, current = _committed_state(metadata, directory)
+        committed, episodes, table, current = _committed_state(metadata, directory)
         with self._current.locked():
+            follows, self._follows = self._follows, CommitFront.for_reader(directory)
+            if follows is not None:
+                follows.close()
+            published = None if self._follows is None else self._follows.start  # after the metadata: settles it
+            steps = settle(*committed, published, self.capacity)
             for part in (self.step_data_buffer, self.step_episode_id_buffer):
                 part._follow(*steps)
+                part._follows = self._follows
             if self.episode_data_buffer is not None and self._slots is not None and episodes is not None:
                 self.episode_data_buffer._follow(*episodes)
                 self._slots.load_dict(table)
             self._current.publish(current, 0)
-            follows, self._follows = self._follows, CommitFront.for_reader(directory)
-            if follows is not None:
-                follows.close()
-            for part in (self.step_data_buffer, self.step_episode_id_buffer):
-                part._follows = self._follows
         return steps[0]
 
     def _read_key(self, key: Any, in_metadata: bool, index: NormalizedIndex) -> Any | None:
@@ -689,9 +698,20 @@ class TrajectoryReplayBuffer(
 
         step_state, episode_state, table, current = _committed_state(metadata, root)
         paths = metadata.get("storage_paths") or {}
+        # The committed steps are the metadata's steps the front has not passed (``_live.settle``),
+        # the front read after the metadata.
+        follows = CommitFront.for_reader(root) if read_only else None
+        if read_only:
+            published = None if follows is None else follows.start
+        else:
+            published = published_start(root, step_state[2], step_state[0])
 
         def load(
-            name: str, extra: Mapping[str, Any], state: tuple[int, int, int] | None, space: Space | None = None
+            name: str,
+            extra: Mapping[str, Any],
+            state: tuple[int, int, int] | None,
+            space: Space | None = None,
+            front: int | None = None,
         ) -> ReplayBuffer:
             kwargs = {**storage_kwargs, **extra}
             source = root / METADATA_FILE
@@ -700,24 +720,35 @@ class TrajectoryReplayBuffer(
             if storage_path is not None:
                 resolve_inside(part, storage_path, source=source)
             return ReplayBuffer._open(
-                part, backend, device, read_only, multiprocessing, space, kwargs, state, storage_path
+                part, backend, device, read_only, multiprocessing, space, kwargs, state, storage_path, front
             )
 
-        steps = load("step_data", step_storage_kwargs, step_state, step_data_single_instance_space)
-        ids = load("step_episode_ids", step_episode_id_storage_kwargs, step_state)
-        episodes = None
-        if episode_state is not None:
-            episodes = load("episode_data", episode_storage_kwargs, episode_state, episode_data_single_instance_space)
-        buffer = TrajectoryReplayBuffer(steps, ids, episodes, current, table, multiprocessing, cache_path=root)
+        try:
+            steps = load("step_data", step_storage_kwargs, step_state, step_data_single_instance_space, published)
+            ids = load("step_episode_ids", step_episode_id_storage_kwargs, step_state, None, published)
+            episodes = None
+            if episode_state is not None:
+                episodes = load(
+                    "episode_data", episode_storage_kwargs, episode_state, episode_data_single_instance_space
+                )
+            buffer = TrajectoryReplayBuffer(steps, ids, episodes, current, table, multiprocessing, cache_path=root)
+        except BaseException:
+            if follows is not None:
+                follows.close()
+            raise
         buffer.extra_metadata = dict(metadata.get("extra") or {})
         buffer.check_bounds = metadata.get("check_bounds") is True
-        if steps.storage.is_persistent:
-            if buffer.is_mutable:
-                buffer._start_publishing(step_state[2])
-            else:
-                buffer._follows = CommitFront.for_reader(root)
-                for part in (steps, ids):
-                    part._follows = buffer._follows
+        if not steps.storage.is_persistent:
+            if follows is not None:
+                follows.close()
+        elif buffer.is_mutable:
+            buffer._start_publishing(ids._committed_start)  # publishes the settled start again
+        else:
+            buffer._follows = follows if follows is not None else CommitFront.for_reader(root)
+            for part in (steps, ids):
+                part._follows = buffer._follows
+            if len(buffer) == 0 < step_state[0]:  # the writer passed the whole commit while this reader opened
+                refresh_or_close(buffer)
         return buffer
 
     def close(self) -> None:
