@@ -17,8 +17,9 @@ Modes:
 * ``straddle-kill PATH``: flush at 6 rows of 10, extend 6 (wrapping into the committed rows), SIGKILL.
 * ``announce-kill PATH KIND``: reopen the buffer at PATH writable (KIND ``ring``, ``ring-clear``:
   a ``ReplayBuffer``, ``trajectory``: a ``TrajectoryReplayBuffer``) and append one step to its full
-  ring (or ``clear()`` it); the commit that drops its oldest rows SIGKILLs the writer after it
-  announced them on ``commits.live`` and before ``metadata.json`` says so.
+  ring (or ``clear()`` it); the commit that drops its oldest rows announces them on ``commits.live``
+  and SIGKILLs the writer before ``metadata.json`` says so (the state a writer that published the
+  front before the commit left; the front is published after it now, so every opener must settle it).
 * ``mp METHOD KIND CAPACITY ROWS``: with start method METHOD, one writer and one reader process share a
   ``multiprocessing=True`` buffer (KIND ``shared``: memory storage in shared memory, ``memmap``: a
   persistent buffer); the reader checks every row it sees. Exit status 0 when both succeed.
@@ -188,8 +189,14 @@ def announce_kill(path: str, kind: str) -> None:
     import unibatch.buffers.trajectory as trajectory_module
     from unibatch.buffers import TrajectoryReplayBuffer
 
-    def killed(*args: Any, **kwargs: Any) -> None:
-        os.kill(os.getpid(), signal.SIGKILL)  # the front already says the rows left; the metadata never will
+    def killed(directory: Any, payload: dict[str, Any]) -> None:
+        # A writer publishes the front after metadata.json; one that published it first (as unibatch did
+        # before) and died in between left the front ahead of the commit. Make that state, then die.
+        from unibatch.buffers._live import LIVE_FILE, CommitFront
+
+        start = payload["steps"]["start"] if "steps" in payload else payload["start"]
+        CommitFront(Path(directory) / LIVE_FILE, writable=True).publish(start)
+        os.kill(os.getpid(), signal.SIGKILL)  # the front says the rows left; the metadata never will
 
     if kind == "trajectory":
         trajectory = TrajectoryReplayBuffer.load_from(path, backend=NP)

@@ -130,7 +130,7 @@ def test_a_read_of_rows_the_writer_overwrote_catches_up_or_raises(tmp_path):
 def test_rows_overwritten_during_every_attempt_raise_after_bounded_retries(tmp_path):
     writer = ring(tmp_path)
     reader = ReplayBuffer.load_from(tmp_path / "rb", backend=NP)
-    get = reader.storage.get
+    get = reader.storage._get
     written = [40]
 
     def overtaken_during_the_read(index: Any) -> Any:
@@ -140,7 +140,7 @@ def test_rows_overwritten_during_every_attempt_raise_after_bounded_retries(tmp_p
         writer.flush()
         return value
 
-    reader.storage.get = overtaken_during_the_read  # type: ignore[method-assign]
+    reader.storage._get = overtaken_during_the_read  # type: ignore[method-assign]
     with pytest.raises(RowsOverwrittenError, match=f"{READ_ATTEMPTS} times"):
         reader[0]
     assert written[0] == 40 + 40 * READ_ATTEMPTS
@@ -169,7 +169,7 @@ def test_rows_torn_by_a_write_during_the_read_are_never_returned(tmp_path, backe
     writer.extend(numbered(0, 20))
     writer.flush()
     reader = ReplayBuffer.load_from(tmp_path / "rb", backend=backend)
-    get = reader.storage.get
+    get = reader.storage._get
     calls = [0]
 
     def torn(index: Any) -> Any:
@@ -180,7 +180,7 @@ def test_rows_torn_by_a_write_during_the_read_are_never_returned(tmp_path, backe
             writer.flush()
         return value
 
-    reader.storage.get = torn  # type: ignore[method-assign]
+    reader.storage._get = torn  # type: ignore[method-assign]
     data = reader[backend.asarray(np.array([0, 1, -1]), dtype=backend.default_index_dtype)]
     seq, x = backend.to_numpy(data["seq"]), backend.to_numpy(data["x"])
     assert (seq == seq[:, :1]).all() and (x == seq[:, :1]).all()
