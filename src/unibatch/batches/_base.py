@@ -16,7 +16,7 @@ only ``_get`` gets every read, and an unsupported operation raises
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic
 
 from typing_extensions import Self
@@ -189,19 +189,28 @@ class BatchBase(ABC, Generic[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
     # ------------------------------------------------------------------ reads
     def get_at(self, idx: Any) -> BatchT:
         """Fetch samples in their structured form (an int gives one sample, else a batch)."""
-        return self._get(self._index(idx), False)[0]
+        return self._public_read(idx, self._get, False)[0]
 
     def get_at_with_metadata(self, idx: Any) -> tuple[BatchT, Metadata]:
         """Fetch structured samples together with their metadata (None without a metadata space)."""
-        return self._get(self._index(idx), True)
+        return self._public_read(idx, self._get, True)
 
     def get_flattened_at(self, idx: Any) -> BArrayType:
         """Fetch samples as flat arrays: ``(D,)`` for an int, ``(B, D)`` otherwise."""
-        return self._get_flattened(self._index(idx), False)[0]
+        return self._public_read(idx, self._get_flattened, False)[0]
 
     def get_flattened_at_with_metadata(self, idx: Any) -> tuple[BArrayType, Metadata]:
         """Fetch flattened samples together with their metadata."""
-        return self._get_flattened(self._index(idx), True)
+        return self._public_read(idx, self._get_flattened, True)
+
+    def _public_read(
+        self, idx: Any, read: Callable[[NormalizedIndex, bool], tuple[Any, Metadata]], with_metadata: bool
+    ) -> tuple[Any, Metadata]:
+        """The one door of the public reads: normalise ``idx``, then ``read`` (``_get`` or ``_get_flattened``).
+
+        Buffers that read beside a writer override it to retry a read the writer overtook.
+        """
+        return read(self._index(idx), with_metadata)
 
     def __getitem__(self, idx: Any) -> BatchT:
         return self.get_at(idx)

@@ -265,27 +265,12 @@ class ReplayBuffer(BatchBase[BatchT, BArrayType, BDeviceType, BDtypeType, BRNGTy
         if previous is not None:
             previous.close()
 
-    def get_at(self, idx: Any) -> Any:
+    def _public_read(
+        self, idx: Any, read: Callable[[NormalizedIndex, bool], tuple[Any, Metadata]], with_metadata: bool
+    ) -> tuple[Any, Metadata]:
+        """A public read; a reader beside a writer retries one the writer overtook (:func:`read_refreshing`)."""
         if self._follows is None:
-            return self._get(self._index(idx), False)[0]
-        return self._fresh(idx, self._get, False)[0]
-
-    def get_at_with_metadata(self, idx: Any) -> tuple[Any, Metadata]:
-        if self._follows is None:
-            return self._get(self._index(idx), True)
-        return self._fresh(idx, self._get, True)
-
-    def get_flattened_at(self, idx: Any) -> Any:
-        if self._follows is None:
-            return self._get_flattened(self._index(idx), False)[0]
-        return self._fresh(idx, self._get_flattened, False)[0]
-
-    def get_flattened_at_with_metadata(self, idx: Any) -> tuple[Any, Metadata]:
-        if self._follows is None:
-            return self._get_flattened(self._index(idx), True)
-        return self._fresh(idx, self._get_flattened, True)
-
-    def _fresh(self, idx: Any, read: Callable[[NormalizedIndex, bool], Any], with_metadata: bool) -> Any:
+            return read(self._index(idx), with_metadata)
         return read_refreshing(self, idx, read, with_metadata)
 
     def _read_key(self, key: Sequence[str | int], in_metadata: bool, index: NormalizedIndex) -> Any | None:

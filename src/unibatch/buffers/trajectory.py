@@ -23,7 +23,7 @@ changes nothing, so no step becomes unreadable.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic
 
@@ -205,25 +205,13 @@ class TrajectoryReplayBuffer(
         metadata[EPISODE_IDS_KEY] = ids
         return result, metadata
 
-    def get_at(self, idx: Any) -> Any:
+    def _public_read(
+        self, idx: Any, read: Callable[[NormalizedIndex, bool], tuple[Any, Metadata]], with_metadata: bool
+    ) -> tuple[Any, Metadata]:
+        """A public read; a reader beside a writer retries one the writer overtook (:func:`read_refreshing`)."""
         if self._follows is None:
-            return self._get(self._index(idx), False)[0]
-        return read_refreshing(self, idx, self._get, False)[0]
-
-    def get_at_with_metadata(self, idx: Any) -> tuple[Any, Metadata]:
-        if self._follows is None:
-            return self._get(self._index(idx), True)
-        return read_refreshing(self, idx, self._get, True)
-
-    def get_flattened_at(self, idx: Any) -> Any:
-        if self._follows is None:
-            return self._get_flattened(self._index(idx), False)[0]
-        return read_refreshing(self, idx, self._get_flattened, False)[0]
-
-    def get_flattened_at_with_metadata(self, idx: Any) -> tuple[Any, Metadata]:
-        if self._follows is None:
-            return self._get_flattened(self._index(idx), True)
-        return read_refreshing(self, idx, self._get_flattened, True)
+            return read(self._index(idx), with_metadata)
+        return read_refreshing(self, idx, read, with_metadata)
 
     def _catch_up(self) -> bool:
         """Drop from a reader's snapshot the steps the writer dropped since (``ReplayBuffer._catch_up``).
